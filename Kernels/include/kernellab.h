@@ -1,0 +1,172 @@
+// KernelLab C API: fused and unfused kernels, ISA dispatch, thread pool, buffers.
+//
+// Conventions
+// - Every function that can fail returns a kl_status; kl_last_error() gives a
+//   human-readable detail for the calling thread (empty string when none).
+// - Tensors are fp32, contiguous, C order. Shapes are given in comments as
+//   `// q: (B, H, Lq, d)`.
+// - Kernels never allocate: the caller passes a workspace of at least
+//   *_workspace_bytes() bytes (64-byte aligned). The workspace size is the
+//   kernel's whole extra memory, so it is also its "peak extra bytes".
+// - Threads are a parameter: every kernel runs on a kl_pool of T threads. The
+//   unfused kernels give OpenBLAS the same T.
+// - NaN policy: kernels do not scan their inputs; a NaN or Inf in an input
+//   propagates to the outputs that depend on it.
+#ifndef KERNELLAB_H
+#define KERNELLAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---------------------------------------------------------------- status ---
+
+typedef enum {
+    KL_OK = 0,
+    KL_ERR_INVALID_ARGUMENT = 1,  // a null pointer, a non-positive size, a bad option
+    KL_ERR_SHAPE = 2,             // shapes that do not agree
+    KL_ERR_WORKSPACE = 3,         // workspace missing, too small or misaligned
+    KL_ERR_ALLOC = 4,             // out of memory
+    KL_ERR_UNSUPPORTED_ISA = 5,   // the requested ISA is not available on this CPU
+    KL_ERR_THREADS = 6,           // thread creation or a bad thread count
+} kl_status;
+
+const char *kl_status_name(kl_status status);
+/// Detail of the last error on the calling thread ("" when none).
+const char *kl_last_error(void);
+
+// ------------------------------------------------------------------- ISA ---
+
+typedef enum {
+    KL_ISA_SCALAR = 0,  // portable C, builds anywhere
+    KL_ISA_AVX2 = 1,    // AVX2 + FMA
+    KL_ISA_AVX512 = 2,  // AVX-512 F/VL/DQ/BW
+    KL_ISA_COUNT = 3,
+} kl_isa;
+
+/// Chooses the ISA once: KERNELLAB_ISA=scalar|avx2|avx512 if set (an
+/// unsupported or unknown value is KL_ERR_UNSUPPORTED_ISA), else the best the
+/// CPU supports. Safe to call repeatedly; kernels call it themselves.
+kl_status kl_init(void);
+kl_isa kl_isa_active(void);
+int kl_isa_supported(kl_isa isa);
+/// Switches the active ISA (for measuring each path in one process).
+kl_status kl_isa_set(kl_isa isa);
+const char *kl_isa_name(kl_isa isa);
+/// Parses "scalar", "avx2", "avx512". Returns KL_ERR_INVALID_ARGUMENT otherwise.
+kl_status kl_isa_parse(const char *name, kl_isa *out);
+
+// ---------------------------------------------------------------- system ---
+
+/// CPU brand string from CPUID (or "unknown").
+const char *kl_cpu_model(void);
+/// Online logical CPUs.
+int kl_cpu_count(void);
+/// Configured NUMA nodes (1 when libnuma reports NUMA unavailable).
+int kl_numa_nodes(void);
+/// OpenBLAS build configuration and the core it selected, e.g.
+/// "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" and "Zen".
+const char *kl_blas_config(void);
+const char *kl_blas_core(void);
+/// Cache size in bytes for level 1, 2, 3 (data/unified) from sysconf, 0 if unknown.
+size_t kl_cache_bytes(int level);
+
+// --------------------------------------------------------------- buffers ---
+
+/// 64-byte aligned allocation, placed on the calling thread's NUMA node when
+/// libnuma is available. Returns NULL on failure. Free with kl_free(p, bytes).
+void *kl_alloc(size_t bytes);
+void kl_free(void *p, size_t bytes);
+
+// ----------------------------------------------------------- thread pool ---
+
+typedef struct kl_pool kl_pool;
+/// Creates a pool of `threads` workers (1 = run on the caller only). Workers
+/// are pinned round-robin over the CPUs of the NUMA nodes (KERNELLAB_PIN=0
+/// disables pinning).
+kl_status kl_pool_create(int threads, kl_pool **out);
+void kl_pool_destroy(kl_pool *pool);
+int kl_pool_threads(const kl_pool *pool);
+/// Runs fn(ctx, tid, nthreads) on every thread of the pool, the caller being
+/// tid 0, and returns when all have finished.
+void kl_pool_run(kl_pool *pool, void (*fn)(void *ctx, int tid, int nthreads), void *ctx);
+
+// ------------------------------------------------------------ cost model ---
+
+/// FLOPs and bytes of one kernel call. `flops` follows the kernel's stated
+/// convention; `dram_bytes` is a model of DRAM traffic (see each kernel).
+typedef struct {
+    double flops;
+    double min_bytes;    // compulsory: read inputs once, write outputs once
+    double dram_bytes;   // modelled DRAM traffic including re-reads and materialized tensors
+    double exps;         // transcendental evaluations (exp/log), counted separately
+} kl_cost;
+
+typedef enum { KL_IMPL_FUSED = 0, KL_IMPL_UNFUSED = 1 } kl_impl;
+typedef enum { KL_PASS_FORWARD = 0, KL_PASS_BACKWARD = 1 } kl_pass;
+
+// -------------------------------------------------------------- attention ---
+
+/// Shape and options of one attention call.
+/// q: (B, H, Lq, d), k and v: (B, H, Lk, d), o: (B, H, Lq, d), lse: (B, H, Lq).
+/// Query i is aligned to the end of the keys: its position is i' = i + Lk - Lq.
+/// Key j is visible to query i iff
+///   (!causal || j <= i') && (window[h] <= 0 || 0 <= i' - j < window[h]).
+/// ALiBi adds -slope[h] * |i' - j| to the scaled score.
+/// A query that sees no key gets o = 0 and lse = -inf (its gradients are 0).
+typedef struct {
+    int batch, heads, q_len, kv_len, head_dim;
+    int causal;                   // 0 or 1
+    float scale;                  // softmax scale; 0 means 1/sqrt(head_dim)
+    const float *alibi_slopes;    // (H) or NULL
+    const int32_t *windows;       // (H) or NULL; window[h] <= 0 is unlimited
+} kl_attn_params;
+
+/// Tile sizes of the fused kernel (data, not code). Zero fields take defaults.
+typedef struct {
+    int q_block;    // query rows per work item (forward) / per inner block (backward)
+    int kv_block;   // keys per tile
+} kl_attn_tiles;
+
+kl_status kl_attn_check(const kl_attn_params *p);
+void kl_attn_default_tiles(const kl_attn_params *p, kl_attn_tiles *out);
+/// Overrides the default tiles for subsequent calls in this process (for
+/// tuning); pass NULL to restore the defaults.
+void kl_attn_set_tiles(const kl_attn_tiles *t);
+
+size_t kl_attn_fwd_workspace_bytes(const kl_attn_params *p, kl_impl impl, int threads);
+size_t kl_attn_bwd_workspace_bytes(const kl_attn_params *p, kl_impl impl, int threads);
+
+/// Forward: o = softmax(scale * q k^T + bias, masked) v and lse = logsumexp of each row.
+kl_status kl_attn_fwd(const kl_attn_params *p, kl_impl impl,
+                      const float *q, const float *k, const float *v,
+                      float *o, float *lse,
+                      void *workspace, size_t workspace_bytes, kl_pool *pool);
+
+/// Backward: given o, lse from the forward and dout (B, H, Lq, d), writes
+/// dq (B, H, Lq, d), dk and dv (B, H, Lk, d).
+kl_status kl_attn_bwd(const kl_attn_params *p, kl_impl impl,
+                      const float *q, const float *k, const float *v,
+                      const float *o, const float *lse, const float *dout,
+                      float *dq, float *dk, float *dv,
+                      void *workspace, size_t workspace_bytes, kl_pool *pool);
+
+/// Cost model. FLOPs follow FlashAttention's convention: forward
+/// 4*B*H*Lq*Lk*d, halved when causal (exact for Lq == Lk), backward 2.5x
+/// forward. exps counts one exp per visible score (forward), two in the
+/// backward (recomputed P and the rescale are counted as one each).
+kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
+
+// ------------------------------------------------------------------ BLAS ---
+
+/// C (m x n) = A (m x k) B (k x n), row-major, through OpenBLAS with `threads`
+/// threads. The in-run reference for every GFLOP/s figure.
+kl_status kl_sgemm(int m, int n, int k, const float *a, const float *b, float *c, int threads);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,330 @@
+// Fused attention in the FlashAttention-2 loop order.
+//
+// Forward: each work item is one (batch, head, query block). Key/value tiles
+// stream through; a strip of KL_MR query rows computes its scores S (KL_MR x
+// kv_block) with the gemm microkernel against K^T packed per tile, applies the
+// scale, ALiBi and masks, updates the running max m and sum l (online softmax),
+// and accumulates O = diag(alpha) O + P V in place. O is divided by l once at
+// the end and lse = m + log(l) is kept for the backward. Workspace per thread:
+// K^T tile, one score strip, m and l of the block: O(tile).
+//
+// Backward: each work item is one (batch, head), so dq, dk and dv of that head
+// are written by one thread only (no races, no atomics). Key tiles are the
+// outer loop (dK, dV accumulate in a tile buffer); for each query block the
+// probabilities are recomputed from lse, and
+//   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dK += dS^T Q,  dQ += dS K
+// with D = rowsum(dO * O) recomputed per block (cheaper than an O(L) buffer
+// walk and it keeps the workspace O(tile)). Five gemms per tile against the
+// forward's two: the 2.5x FLOP convention.
+#include "attention_common.h"
+#include <string.h>
+
+// ----------------------------------------------------------------- forward
+
+typedef struct {
+    kl_attn_geom g;
+    const kl_ops *ops;
+    const float *q, *k, *v;
+    float *o, *lse;
+    char *ws;
+    size_t ws_per_thread;
+    int br, bc, bcp, nqb, items;
+    _Atomic int next;
+} fwd_ctx;
+
+typedef struct { float *kt, *s, *m, *l, *alpha; } fwd_scratch;
+
+static size_t fwd_scratch_layout(int d, int br, int bcp, char *base, fwd_scratch *out) {
+    size_t sizes[5] = {
+        (size_t)d * bcp * sizeof(float),       // kt: (d, bcp)  K tile transposed
+        (size_t)KL_MR * bcp * sizeof(float),   // s: (MR, bcp)  scores, then P, of one strip
+        (size_t)br * sizeof(float),            // m: (br)       running row max
+        (size_t)br * sizeof(float),            // l: (br)       running row sum
+        (size_t)KL_MR * sizeof(float),         // alpha: (MR)   rescale factors of a strip
+    };
+    size_t off = 0;
+    float **slots[5] = {&out->kt, &out->s, &out->m, &out->l, &out->alpha};
+    for (int i = 0; i < 5; i++) {
+        if (base) *slots[i] = (float *)(base + off);
+        off += kl_round_up(sizes[i], 64);
+    }
+    return off;
+}
+
+// kt: (d, ldt) = K tile (nc, d) transposed.
+static void pack_transposed(const float *k, int nc, int d, float *kt, int ldt) {
+    for (int c = 0; c < nc; c++)
+        for (int j = 0; j < d; j++) kt[(long)j * ldt + c] = k[(long)c * d + j];
+}
+
+static void fwd_worker(void *vctx, int tid, int nthreads) {
+    fwd_ctx *x = vctx;
+    const kl_attn_geom *g = &x->g;
+    const kl_ops *ops = x->ops;
+    const int d = g->d, br = x->br, bc = x->bc, bcp = x->bcp;
+    fwd_scratch w;
+    fwd_scratch_layout(d, br, bcp, x->ws + (size_t)tid * x->ws_per_thread, &w);
+    int item;
+    while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
+        // Causal blocks at the end of the sequence see the most keys: start them first.
+        int bh = item / x->nqb, qb = x->nqb - 1 - item % x->nqb;
+        int h = bh % g->H, q0 = qb * br, nr = kl_min(br, g->Lq - q0);
+        float slope = kl_attn_slope(g, h), slope2 = slope * KL_LOG2E, c2 = g->scale * KL_LOG2E;
+        const float *Q = x->q + ((long)bh * g->Lq + q0) * d;
+        const float *K = x->k + (long)bh * g->Lk * d;
+        const float *V = x->v + (long)bh * g->Lk * d;
+        float *O = x->o + ((long)bh * g->Lq + q0) * d;
+        memset(O, 0, (size_t)nr * d * sizeof(float));
+        for (int r = 0; r < nr; r++) { w.m[r] = -INFINITY; w.l[r] = 0.0f; }
+        // Keys any row of the block can see (ranges grow monotonically with i).
+        int jlo, jhi, lo2, hi2;
+        kl_attn_range(g, h, q0, &jlo, &jhi);
+        kl_attn_range(g, h, q0 + nr - 1, &lo2, &hi2);
+        if (hi2 > jhi) jhi = hi2;
+        if (jhi <= jlo) jhi = jlo = 0;
+        for (int j0 = jlo / bc * bc; j0 < jhi; j0 += bc) {
+            int nc = kl_min(bc, g->Lk - j0);
+            pack_transposed(K + (long)j0 * d, nc, d, w.kt, bcp);
+            for (int r0 = 0; r0 < nr; r0 += KL_MR) {
+                int mr = kl_min(KL_MR, nr - r0);
+                int lo[KL_MR], hi[KL_MR], any = 0, kmin = nc, kmax = 0;
+                for (int r = 0; r < mr; r++) {
+                    kl_attn_range(g, h, q0 + r0 + r, &lo[r], &hi[r]);
+                    lo[r] = kl_max(lo[r] - j0, 0);
+                    hi[r] = kl_min(hi[r] - j0, nc);
+                    if (hi[r] > lo[r]) {
+                        any = 1;
+                        kmin = kl_min(kmin, lo[r]);
+                        kmax = kl_max(kmax, hi[r]);
+                    }
+                }
+                if (!any) continue;  // fully masked strip x tile: skipped
+                // s: (mr, nc) = Q_strip (mr, d) K_tile^T (d, nc)
+                kl_gemm_tiled(ops, mr, nc, d, Q + (long)r0 * d, d, 1, w.kt, bcp, w.s, bcp, NULL, 0);
+                for (int r = 0; r < mr; r++) {
+                    float *s = w.s + (long)r * bcp;
+                    float *m = &w.m[r0 + r], *l = &w.l[r0 + r];
+                    if (hi[r] <= lo[r]) {
+                        memset(s, 0, (size_t)nc * sizeof(float));
+                        w.alpha[r] = 1.0f;
+                        continue;
+                    }
+                    // Base 2 (see kl_ops): m and l are kept in log2 units.
+                    int n = hi[r] - lo[r];
+                    float mx, sum, mnew;
+                    if (slope == 0.0f) {
+                        mx = ops->max(s + lo[r], n) * c2;  // c2 > 0, so the max commutes
+                        mnew = mx > *m ? mx : *m;
+                        sum = ops->exp2_sum(s + lo[r], n, c2, mnew);
+                    } else {
+                        float dist0 = (float)(q0 + r0 + r + g->off - j0 - lo[r]);
+                        mx = ops->scale_bias_max(s + lo[r], n, c2, slope2, dist0);
+                        mnew = mx > *m ? mx : *m;
+                        sum = ops->exp2_sum(s + lo[r], n, 1.0f, mnew);
+                    }
+                    if (lo[r] > 0) memset(s, 0, (size_t)lo[r] * sizeof(float));
+                    if (hi[r] < nc) memset(s + hi[r], 0, (size_t)(nc - hi[r]) * sizeof(float));
+                    float alpha = exp2f(*m - mnew);  // 0 when *m = -inf
+                    *l = alpha * *l + sum;
+                    *m = mnew;
+                    w.alpha[r] = alpha;
+                }
+                // O_strip (mr, d) = diag(alpha) O_strip + P (mr, kmin:kmax) V (kmin:kmax, d)
+                kl_gemm_tiled(ops, mr, d, kmax - kmin, w.s + kmin, bcp, 1, V + (long)(j0 + kmin) * d, d,
+                              O + (long)r0 * d, d, w.alpha, 1);
+            }
+        }
+        float *LSE = x->lse + (long)bh * g->Lq + q0;
+        for (int r = 0; r < nr; r++) {
+            if (w.l[r] > 0.0f) {
+                ops->scale(O + (long)r * d, d, 1.0f / w.l[r]);
+                LSE[r] = (w.m[r] + log2f(w.l[r])) * KL_LN2;
+            } else {
+                LSE[r] = -INFINITY;  // no visible key: o = 0 by convention
+            }
+        }
+    }
+    (void)nthreads;
+}
+
+static int fused_threads(kl_pool *pool) { return kl_pool_threads(pool); }
+
+size_t kl_attn_fused_fwd_workspace(const kl_attn_params *p, int threads) {
+    int br, bc;
+    kl_attn_tiles_for(p, &br, &bc);
+    return (size_t)threads * fwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(fwd_scratch){0});
+}
+
+kl_status kl_attn_fused_fwd(const kl_attn_params *p, const float *q, const float *k, const float *v,
+                            float *o, float *lse, void *ws, size_t ws_bytes, kl_pool *pool) {
+    fwd_ctx x;
+    kl_attn_geom_init(p, &x.g);
+    x.ops = kl_ops_active();
+    kl_attn_tiles_for(p, &x.br, &x.bc);
+    x.bcp = (int)kl_round_up((size_t)x.bc, 16);
+    int T = fused_threads(pool);
+    size_t need = kl_attn_fused_fwd_workspace(p, T);
+    kl_status st = kl_check_workspace(ws, ws_bytes, need);
+    if (st != KL_OK) return st;
+    x.q = q; x.k = k; x.v = v; x.o = o; x.lse = lse;
+    x.ws = ws;
+    x.ws_per_thread = need / (size_t)T;
+    x.nqb = (x.g.Lq + x.br - 1) / x.br;
+    x.items = x.g.B * x.g.H * x.nqb;
+    atomic_init(&x.next, 0);
+    kl_pool_run(pool, fwd_worker, &x);
+    return KL_OK;
+}
+
+// ---------------------------------------------------------------- backward
+
+typedef struct {
+    kl_attn_geom g;
+    const kl_ops *ops;
+    const float *q, *k, *v, *o, *lse, *dout;
+    float *dq, *dk, *dv;
+    char *ws;
+    size_t ws_per_thread;
+    int br, bc, bcp, items;
+    _Atomic int next;
+} bwd_ctx;
+
+typedef struct { float *kt, *vt, *p, *ds, *dk, *dv, *dd; } bwd_scratch;
+
+static size_t bwd_scratch_layout(int d, int br, int bcp, char *base, bwd_scratch *out) {
+    size_t sizes[7] = {
+        (size_t)d * bcp * sizeof(float),    // kt: (d, bcp)   K tile transposed
+        (size_t)d * bcp * sizeof(float),    // vt: (d, bcp)   V tile transposed
+        (size_t)br * bcp * sizeof(float),   // p: (br, bcp)   probabilities of a query block
+        (size_t)br * bcp * sizeof(float),   // ds: (br, bcp)  dP, then dS
+        (size_t)bcp * d * sizeof(float),    // dk: (bc, d)    dK tile accumulator
+        (size_t)bcp * d * sizeof(float),    // dv: (bc, d)    dV tile accumulator
+        (size_t)br * sizeof(float),         // dd: (br)       D = rowsum(dO * O)
+    };
+    float **slots[7] = {&out->kt, &out->vt, &out->p, &out->ds, &out->dk, &out->dv, &out->dd};
+    size_t off = 0;
+    for (int i = 0; i < 7; i++) {
+        if (base) *slots[i] = (float *)(base + off);
+        off += kl_round_up(sizes[i], 64);
+    }
+    return off;
+}
+
+static void bwd_worker(void *vctx, int tid, int nthreads) {
+    bwd_ctx *x = vctx;
+    const kl_attn_geom *g = &x->g;
+    const kl_ops *ops = x->ops;
+    const int d = g->d, br = x->br, bc = x->bc, bcp = x->bcp;
+    bwd_scratch w;
+    bwd_scratch_layout(d, br, bcp, x->ws + (size_t)tid * x->ws_per_thread, &w);
+    int bh;
+    while ((bh = atomic_fetch_add(&x->next, 1)) < x->items) {
+        int h = bh % g->H;
+        float slope2 = kl_attn_slope(g, h) * KL_LOG2E, c2 = g->scale * KL_LOG2E;
+        const float *Q = x->q + (long)bh * g->Lq * d, *O = x->o + (long)bh * g->Lq * d;
+        const float *dO = x->dout + (long)bh * g->Lq * d, *LSE = x->lse + (long)bh * g->Lq;
+        const float *K = x->k + (long)bh * g->Lk * d, *V = x->v + (long)bh * g->Lk * d;
+        float *dQ = x->dq + (long)bh * g->Lq * d;
+        float *dK = x->dk + (long)bh * g->Lk * d, *dV = x->dv + (long)bh * g->Lk * d;
+        memset(dQ, 0, (size_t)g->Lq * d * sizeof(float));
+        for (int j0 = 0; j0 < g->Lk; j0 += bc) {
+            int nc = kl_min(bc, g->Lk - j0);
+            memset(w.dk, 0, (size_t)nc * d * sizeof(float));
+            memset(w.dv, 0, (size_t)nc * d * sizeof(float));
+            int packed = 0;
+            for (int q0 = 0; q0 < g->Lq; q0 += br) {
+                int nr = kl_min(br, g->Lq - q0);
+                // Skip query blocks that see none of this key tile (ranges are monotone in i).
+                int lo1, hi1, lo2, hi2;
+                kl_attn_range(g, h, q0, &lo1, &hi1);
+                kl_attn_range(g, h, q0 + nr - 1, &lo2, &hi2);
+                if (kl_max(hi1, hi2) <= j0 || kl_min(lo1, lo2) >= j0 + nc) continue;
+                if (!packed) {
+                    pack_transposed(K + (long)j0 * d, nc, d, w.kt, bcp);
+                    pack_transposed(V + (long)j0 * d, nc, d, w.vt, bcp);
+                    packed = 1;
+                }
+                int active = 0;  // rows with visible keys in this tile
+                for (int r0 = 0; r0 < nr; r0 += KL_MR) {
+                    int mr = kl_min(KL_MR, nr - r0);
+                    int lo[KL_MR], hi[KL_MR], any = 0;
+                    for (int r = 0; r < mr; r++) {
+                        kl_attn_range(g, h, q0 + r0 + r, &lo[r], &hi[r]);
+                        lo[r] = kl_max(lo[r] - j0, 0);
+                        hi[r] = kl_min(hi[r] - j0, nc);
+                        any |= hi[r] > lo[r];
+                    }
+                    float *P = w.p + (long)r0 * bcp, *dS = w.ds + (long)r0 * bcp;
+                    if (!any) {
+                        for (int r = 0; r < mr; r++) {
+                            memset(P + (long)r * bcp, 0, (size_t)nc * sizeof(float));
+                            memset(dS + (long)r * bcp, 0, (size_t)nc * sizeof(float));
+                        }
+                        continue;
+                    }
+                    active = 1;
+                    // P = exp(scale * Q K^T + bias - lse), masked
+                    kl_gemm_tiled(ops, mr, nc, d, Q + (long)(q0 + r0) * d, d, 1, w.kt, bcp, P, bcp, NULL, 0);
+                    // dP = dO V^T
+                    kl_gemm_tiled(ops, mr, nc, d, dO + (long)(q0 + r0) * d, d, 1, w.vt, bcp, dS, bcp, NULL, 0);
+                    for (int r = 0; r < mr; r++) {
+                        int i = q0 + r0 + r;
+                        float *pr = P + (long)r * bcp, *dsr = dS + (long)r * bcp;
+                        if (hi[r] <= lo[r]) {
+                            memset(pr, 0, (size_t)nc * sizeof(float));
+                            memset(dsr, 0, (size_t)nc * sizeof(float));
+                            continue;
+                        }
+                        float dist0 = (float)(i + g->off - j0 - lo[r]);
+                        ops->exp2_scaled(pr + lo[r], hi[r] - lo[r], c2, slope2, dist0, LSE[i] * KL_LOG2E);
+                        if (lo[r] > 0) memset(pr, 0, (size_t)lo[r] * sizeof(float));
+                        if (hi[r] < nc) memset(pr + hi[r], 0, (size_t)(nc - hi[r]) * sizeof(float));
+                        float D = ops->dot(dO + (long)i * d, O + (long)i * d, d);
+                        ops->dsoftmax(dsr, pr, nc, D);  // zero where P is zero
+                    }
+                    // dQ_strip += dS (mr, nc) K_tile (nc, d)    (scale applied at the end)
+                    kl_gemm_tiled(ops, mr, d, nc, dS, bcp, 1, K + (long)j0 * d, d, dQ + (long)(q0 + r0) * d, d, NULL, 1);
+                }
+                if (!active) continue;
+                // dV (nc, d) += P^T (nc, nr) dO (nr, d);  dK (nc, d) += dS^T (nc, nr) Q (nr, d)
+                kl_gemm_tiled(ops, nc, d, nr, w.p, 1, bcp, dO + (long)q0 * d, d, w.dv, d, NULL, 1);
+                kl_gemm_tiled(ops, nc, d, nr, w.ds, 1, bcp, Q + (long)q0 * d, d, w.dk, d, NULL, 1);
+            }
+            for (int c = 0; c < nc; c++) {
+                memcpy(dV + (long)(j0 + c) * d, w.dv + (long)c * d, (size_t)d * sizeof(float));
+                memcpy(dK + (long)(j0 + c) * d, w.dk + (long)c * d, (size_t)d * sizeof(float));
+            }
+            ops->scale(dK + (long)j0 * d, nc * d, g->scale);
+        }
+        ops->scale(dQ, g->Lq * d, g->scale);
+    }
+    (void)nthreads;
+}
+
+size_t kl_attn_fused_bwd_workspace(const kl_attn_params *p, int threads) {
+    int br, bc;
+    kl_attn_tiles_for(p, &br, &bc);
+    return (size_t)threads * bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
+}
+
+kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float *k, const float *v,
+                            const float *o, const float *lse, const float *dout,
+                            float *dq, float *dk, float *dv, void *ws, size_t ws_bytes, kl_pool *pool) {
+    bwd_ctx x;
+    kl_attn_geom_init(p, &x.g);
+    x.ops = kl_ops_active();
+    kl_attn_tiles_for(p, &x.br, &x.bc);
+    x.bcp = (int)kl_round_up((size_t)x.bc, 16);
+    int T = fused_threads(pool);
+    size_t need = kl_attn_fused_bwd_workspace(p, T);
+    kl_status st = kl_check_workspace(ws, ws_bytes, need);
+    if (st != KL_OK) return st;
+    x.q = q; x.k = k; x.v = v; x.o = o; x.lse = lse; x.dout = dout;
+    x.dq = dq; x.dk = dk; x.dv = dv;
+    x.ws = ws;
+    x.ws_per_thread = need / (size_t)T;
+    x.items = x.g.B * x.g.H;
+    atomic_init(&x.next, 0);
+    kl_pool_run(pool, bwd_worker, &x);
+    return KL_OK;
+}

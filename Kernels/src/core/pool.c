@@ -1,0 +1,141 @@
+// A small fork-join thread pool: the caller is thread 0, workers sleep on a
+// condition variable between runs (spinning would steal the other core of a
+// shared 2-core machine).
+#define _GNU_SOURCE  // pthread_setaffinity_np, CPU_SET
+#include "internal.h"
+#include <numa.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kl_pool {
+    int threads;
+    pthread_t *workers;
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    unsigned long generation;
+    int pending;
+    int stop;
+    void (*fn)(void *, int, int);
+    void *ctx;
+};
+
+typedef struct { kl_pool *pool; int tid; int cpu; } kl_worker_arg;
+
+static void *kl_worker_main(void *vp) {
+    kl_worker_arg arg = *(kl_worker_arg *)vp;
+    free(vp);
+    kl_pool *p = arg.pool;
+    if (arg.cpu >= 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(arg.cpu, &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort
+    }
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->start, &p->mu);
+        if (p->stop) break;
+        seen = p->generation;
+        void (*fn)(void *, int, int) = p->fn;
+        void *ctx = p->ctx;
+        pthread_mutex_unlock(&p->mu);
+        fn(ctx, arg.tid, p->threads);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+// CPUs ordered round-robin over NUMA nodes, so T threads spread over nodes.
+static int kl_cpu_order(int *order, int max) {
+    int ncpu = kl_cpu_count();
+    if (ncpu > max) ncpu = max;
+    int nodes = kl_numa_nodes();
+    if (nodes <= 1 || numa_available() < 0) {
+        for (int i = 0; i < ncpu; i++) order[i] = i;
+        return ncpu;
+    }
+    int n = 0;
+    for (int round = 0; n < ncpu && round < ncpu; round++)
+        for (int node = 0; node < nodes && n < ncpu; node++) {
+            int seen = 0;
+            for (int c = 0; c < ncpu; c++)
+                if (numa_node_of_cpu(c) == node && seen++ == round) { order[n++] = c; break; }
+        }
+    return n;
+}
+
+kl_status kl_pool_create(int threads, kl_pool **out) {
+    if (out == NULL) return kl_fail(KL_ERR_INVALID_ARGUMENT, "pool output pointer is NULL");
+    *out = NULL;
+    if (threads < 1 || threads > 1024)
+        return kl_fail(KL_ERR_THREADS, "threads must be in 1...1024 (got %d)", threads);
+    kl_pool *p = calloc(1, sizeof *p);
+    if (!p) return kl_fail(KL_ERR_ALLOC, "cannot allocate the thread pool");
+    p->threads = threads;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    if (threads > 1) {
+        p->workers = calloc((size_t)threads, sizeof(pthread_t));
+        int order[1024];
+        int ncpu = kl_cpu_order(order, 1024);
+        const char *pin = getenv("KERNELLAB_PIN");
+        int pinning = !(pin && strcmp(pin, "0") == 0);
+        for (int t = 1; t < threads; t++) {
+            kl_worker_arg *arg = malloc(sizeof *arg);
+            if (!p->workers || !arg) {
+                free(arg);
+                p->threads = t;
+                kl_pool_destroy(p);
+                return kl_fail(KL_ERR_ALLOC, "cannot allocate thread %d", t);
+            }
+            arg->pool = p;
+            arg->tid = t;
+            arg->cpu = pinning && ncpu > 0 ? order[t % ncpu] : -1;
+            if (pthread_create(&p->workers[t], NULL, kl_worker_main, arg) != 0) {
+                free(arg);
+                p->threads = t;  // destroy joins only the threads that exist
+                kl_pool_destroy(p);
+                return kl_fail(KL_ERR_THREADS, "pthread_create failed for thread %d", t);
+            }
+        }
+    }
+    *out = p;
+    return KL_OK;
+}
+
+void kl_pool_destroy(kl_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int t = 1; t < p->threads; t++) pthread_join(p->workers[t], NULL);
+    free(p->workers);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int kl_pool_threads(const kl_pool *p) { return p ? p->threads : 1; }
+
+void kl_pool_run(kl_pool *p, void (*fn)(void *, int, int), void *ctx) {
+    if (!p || p->threads == 1) { fn(ctx, 0, 1); return; }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->ctx = ctx;
+    p->pending = p->threads - 1;
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    fn(ctx, 0, p->threads);
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,70 @@
+// Machine facts: CPU model, CPUs, NUMA nodes, caches, OpenBLAS configuration.
+#include "internal.h"
+#include <cblas.h>
+#include <numa.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#if KL_X86
+#include <cpuid.h>
+#endif
+
+const char *kl_cpu_model(void) {
+    static char model[49];
+    static int done;
+    if (done) return model;
+    strcpy(model, "unknown");
+#if KL_X86
+    unsigned int regs[12];
+    if (__get_cpuid(0x80000000u, &regs[0], &regs[1], &regs[2], &regs[3]) && regs[0] >= 0x80000004u) {
+        for (unsigned int i = 0; i < 3; i++)
+            __get_cpuid(0x80000002u + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
+        memcpy(model, regs, 48);
+        model[48] = 0;
+        // Trim the padding some CPUs put around the brand string.
+        char *s = model;
+        while (*s == ' ') s++;
+        memmove(model, s, strlen(s) + 1);
+        for (size_t n = strlen(model); n > 0 && model[n - 1] == ' '; n--) model[n - 1] = 0;
+    }
+#endif
+    done = 1;
+    return model;
+}
+
+int kl_cpu_count(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+int kl_numa_nodes(void) {
+    if (numa_available() < 0) return 1;
+    int n = numa_num_configured_nodes();
+    return n > 0 ? n : 1;
+}
+
+const char *kl_blas_config(void) { return openblas_get_config(); }
+const char *kl_blas_core(void) { return openblas_get_corename(); }
+
+void kl_blas_threads(int threads) { openblas_set_num_threads(threads < 1 ? 1 : threads); }
+
+size_t kl_cache_bytes(int level) {
+    long v = -1;
+    switch (level) {
+    case 1: v = sysconf(_SC_LEVEL1_DCACHE_SIZE); break;
+    case 2: v = sysconf(_SC_LEVEL2_CACHE_SIZE); break;
+    case 3: v = sysconf(_SC_LEVEL3_CACHE_SIZE); break;
+    default: break;
+    }
+    return v > 0 ? (size_t)v : 0;
+}
+
+kl_status kl_sgemm(int m, int n, int k, const float *a, const float *b, float *c, int threads) {
+    if (m <= 0 || n <= 0 || k <= 0)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "sgemm sizes must be positive (m=%d n=%d k=%d)", m, n, k);
+    if (!a || !b || !c) return kl_fail(KL_ERR_INVALID_ARGUMENT, "sgemm operand is NULL");
+    if (threads < 1) return kl_fail(KL_ERR_THREADS, "threads must be >= 1 (got %d)", threads);
+    kl_blas_threads(threads);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b, n, 0.0f, c, n);
+    return KL_OK;
+}

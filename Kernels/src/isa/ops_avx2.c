@@ -1,0 +1,185 @@
+// AVX2 + FMA primitives. 16 ymm registers: the microkernel keeps 6 rows x 2 ymm
+// (16 columns) of accumulators = 12 registers, plus 2 for B and 1 broadcast,
+// and walks n <= 64 in 16-column panels.
+#include "../core/internal.h"
+#if KL_X86
+#include <immintrin.h>
+
+#define KL_T256 __attribute__((target("avx2,fma")))
+#define KL_INLINE256 static inline __attribute__((always_inline, target("avx2,fma")))
+
+// Lane masks for maskload/maskstore: mask_table[8 - n .. 16 - n) has n ones.
+static const int32_t mask_table[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+KL_INLINE256 __m256i tail8(int n) { return _mm256_loadu_si256((const __m256i *)(mask_table + 8 - (n >= 8 ? 8 : n))); }
+
+// 2^x as in the AVX-512 path; 2^n is built in the exponent field, so x is
+// clamped to [-126, 127] where that is exact (2^-126 underflows to ~0 anyway).
+KL_INLINE256 __m256 exp2_256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
+    x = _mm256_min_ps(x, _mm256_set1_ps(127.0f));
+    __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_sub_ps(x, n);
+    __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3333558146428443e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.6181291076284772e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5504108664821580e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.24022650695910071f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.69314718055994531f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+KL_INLINE256 float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+KL_INLINE256 float hmax256(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// One 16-column panel (n16 <= 16 valid columns) of c: (m, n16) (+)= a: (m, k) * b: (k, n16).
+KL_INLINE256 void panel256(int m, int n16, int k, const float *ar[KL_MR], long csa,
+                           const float *b, long ldb, float *c, long ldc, const float *rowscale, int acc) {
+    const __m256i m0 = tail8(n16), m1 = tail8(n16 - 8 > 0 ? n16 - 8 : 0);
+    const int full = n16 == 16;
+    __m256 t[KL_MR][2];
+    for (int r = 0; r < KL_MR; r++) t[r][0] = t[r][1] = _mm256_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        const float *bk = b + (long)kk * ldb;
+        __m256 b0 = full ? _mm256_loadu_ps(bk) : _mm256_maskload_ps(bk, m0);
+        __m256 b1 = full ? _mm256_loadu_ps(bk + 8) : _mm256_maskload_ps(bk + 8, m1);
+        long off = kk * csa;
+        for (int r = 0; r < KL_MR; r++) {
+            __m256 av = _mm256_broadcast_ss(ar[r] + off);
+            t[r][0] = _mm256_fmadd_ps(av, b0, t[r][0]);
+            t[r][1] = _mm256_fmadd_ps(av, b1, t[r][1]);
+        }
+    }
+    for (int r = 0; r < m; r++) {
+        float *cr = c + (long)r * ldc;
+        __m256 o0 = t[r][0], o1 = t[r][1];
+        if (acc) {
+            __m256 s = _mm256_set1_ps(rowscale ? rowscale[r] : 1.0f);
+            o0 = _mm256_fmadd_ps(_mm256_maskload_ps(cr, m0), s, o0);
+            o1 = _mm256_fmadd_ps(_mm256_maskload_ps(cr + 8, m1), s, o1);
+        }
+        _mm256_maskstore_ps(cr, m0, o0);
+        _mm256_maskstore_ps(cr + 8, m1, o1);
+    }
+}
+
+KL_T256 static void gemm_avx2(int m, int n, int k, const float *a, long rsa, long csa,
+                              const float *b, long ldb, float *c, long ldc,
+                              const float *rowscale, int acc) {
+    const float *ar[KL_MR];
+    for (int r = 0; r < KL_MR; r++) ar[r] = a + (r < m ? r : m - 1) * rsa;  // clamp ragged rows
+    for (int j = 0; j < n; j += 16)
+        panel256(m, kl_min(16, n - j), k, ar, csa, b + j, ldb, c + j, ldc, rowscale, acc);
+}
+
+KL_INLINE256 __m256 alibi256(float slope, float dist0, int c) {
+    __m256 idx = _mm256_add_ps(_mm256_set1_ps((float)c), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256 d = _mm256_sub_ps(_mm256_set1_ps(dist0), idx);
+    d = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), d);  // |d|
+    return _mm256_mul_ps(_mm256_set1_ps(slope), d);
+}
+
+KL_T256 static float scale_bias_max_avx2(float *x, int n, float scale, float slope, float dist0) {
+    __m256 mx = _mm256_set1_ps(-INFINITY), s = _mm256_set1_ps(scale);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + c), s);
+        if (slope != 0.0f) v = _mm256_sub_ps(v, alibi256(slope, dist0, c));
+        _mm256_storeu_ps(x + c, v);
+        mx = _mm256_max_ps(mx, v);
+    }
+    float m = hmax256(mx);
+    for (; c < n; c++) {
+        float v = scale * x[c] - slope * fabsf(dist0 - (float)c);
+        x[c] = v;
+        m = v > m ? v : m;
+    }
+    return m;
+}
+
+KL_T256 static float max_avx2(const float *x, int n) {
+    __m256 mx = _mm256_set1_ps(-INFINITY);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + c));
+    float m = hmax256(mx);
+    for (; c < n; c++) m = x[c] > m ? x[c] : m;
+    return m;
+}
+
+KL_T256 static float exp2_sum_avx2(float *x, int n, float scale, float shift) {
+    __m256 sum = _mm256_setzero_ps(), sc = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift);
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 e = exp2_256(_mm256_fmsub_ps(_mm256_loadu_ps(x + c), sc, sh));
+        _mm256_storeu_ps(x + c, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (c < n) {
+        __m256i mk = tail8(n - c);
+        __m256 e = exp2_256(_mm256_fmsub_ps(_mm256_maskload_ps(x + c, mk), sc, sh));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mk));
+        _mm256_maskstore_ps(x + c, mk, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    return hsum256(sum);
+}
+
+KL_T256 static void exp2_scaled_avx2(float *x, int n, float scale, float slope, float dist0, float shift) {
+    __m256 s = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift);
+    for (int c = 0; c < n; c += 8) {
+        __m256i mk = tail8(n - c);
+        __m256 v = _mm256_fmsub_ps(_mm256_maskload_ps(x + c, mk), s, sh);
+        if (slope != 0.0f) v = _mm256_sub_ps(v, alibi256(slope, dist0, c));
+        _mm256_maskstore_ps(x + c, mk, exp2_256(v));
+    }
+}
+
+KL_T256 static void dsoftmax_avx2(float *ds, const float *p, int n, float dsub) {
+    __m256 d = _mm256_set1_ps(dsub);
+    for (int c = 0; c < n; c += 8) {
+        __m256i mk = tail8(n - c);
+        __m256 v = _mm256_mul_ps(_mm256_maskload_ps(p + c, mk), _mm256_sub_ps(_mm256_maskload_ps(ds + c, mk), d));
+        _mm256_maskstore_ps(ds + c, mk, v);
+    }
+}
+
+KL_T256 static float dot_avx2(const float *a, const float *b, int n) {
+    __m256 s = _mm256_setzero_ps();
+    for (int c = 0; c < n; c += 8) {
+        __m256i mk = tail8(n - c);
+        s = _mm256_fmadd_ps(_mm256_maskload_ps(a + c, mk), _mm256_maskload_ps(b + c, mk), s);
+    }
+    return hsum256(s);
+}
+
+KL_T256 static void scale_avx2(float *y, int n, float s) {
+    __m256 sv = _mm256_set1_ps(s);
+    for (int c = 0; c < n; c += 8) {
+        __m256i mk = tail8(n - c);
+        _mm256_maskstore_ps(y + c, mk, _mm256_mul_ps(_mm256_maskload_ps(y + c, mk), sv));
+    }
+}
+
+const kl_ops kl_ops_avx2 = {
+    .gemm = gemm_avx2,
+    .max = max_avx2,
+    .scale_bias_max = scale_bias_max_avx2,
+    .exp2_sum = exp2_sum_avx2,
+    .exp2_scaled = exp2_scaled_avx2,
+    .dsoftmax = dsoftmax_avx2,
+    .dot = dot_avx2,
+    .scale = scale_avx2,
+};
+#endif

@@ -1,0 +1,169 @@
+// AVX-512 primitives (F, VL, DQ, BW). Microkernel: 6 rows x up to 4 zmm
+// (64 columns) of accumulators = 24 registers; B rows are loaded once per k and
+// A is broadcast, so one k step is 4 loads + 6 broadcasts + 24 FMAs.
+#include "../core/internal.h"
+#if KL_X86
+#include <immintrin.h>
+
+#define KL_T512 __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2")))
+#define KL_INLINE512 static inline __attribute__((always_inline, target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2")))
+
+static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+// Vector 2^x: x = n + r, |r| <= 1/2, degree-6 Taylor polynomial of 2^r
+// (relative error about 1.5e-7), scaled by 2^n with vscalefps, which also
+// flushes very negative n to 0. The lower clamp turns -inf into 0 instead of NaN.
+KL_INLINE512 __m512 exp2_512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
+    __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(x, n);
+    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3333558146428443e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6181291076284772e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5504108664821580e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24022650695910071f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.69314718055994531f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+// NV (1..4) is a compile-time constant after inlining, so the accumulator
+// array lives in registers.
+KL_INLINE512 void gemm512_nv(const int NV, int m, int n, int k, const float *a, long rsa, long csa,
+                             const float *b, long ldb, float *c, long ldc, const float *rowscale, int acc) {
+    const __mmask16 last = tail_mask(n - 16 * (NV - 1));
+    const float *ar[KL_MR];
+    for (int r = 0; r < KL_MR; r++) ar[r] = a + (r < m ? r : m - 1) * rsa;  // clamp ragged rows
+    __m512 t[KL_MR][4];
+    for (int r = 0; r < KL_MR; r++)
+        for (int v = 0; v < NV; v++) t[r][v] = _mm512_setzero_ps();
+    for (int kk = 0; kk < k; kk++) {
+        const float *bk = b + (long)kk * ldb;
+        __m512 bv[4];
+        for (int v = 0; v < NV - 1; v++) bv[v] = _mm512_loadu_ps(bk + 16 * v);
+        bv[NV - 1] = _mm512_maskz_loadu_ps(last, bk + 16 * (NV - 1));
+        long off = kk * csa;
+        for (int r = 0; r < KL_MR; r++) {
+            __m512 av = _mm512_set1_ps(ar[r][off]);
+            for (int v = 0; v < NV; v++) t[r][v] = _mm512_fmadd_ps(av, bv[v], t[r][v]);
+        }
+    }
+    for (int r = 0; r < m; r++) {
+        float *cr = c + (long)r * ldc;
+        for (int v = 0; v < NV; v++) {
+            __mmask16 mk = v == NV - 1 ? last : (__mmask16)0xFFFF;
+            __m512 out = t[r][v];
+            if (acc) {
+                __m512 old = _mm512_maskz_loadu_ps(mk, cr + 16 * v);
+                out = rowscale ? _mm512_fmadd_ps(old, _mm512_set1_ps(rowscale[r]), out)
+                               : _mm512_add_ps(old, out);
+            }
+            _mm512_mask_storeu_ps(cr + 16 * v, mk, out);
+        }
+    }
+}
+
+KL_T512 static void gemm_avx512(int m, int n, int k, const float *a, long rsa, long csa,
+                                const float *b, long ldb, float *c, long ldc,
+                                const float *rowscale, int acc) {
+    switch ((n + 15) / 16) {
+    case 1: gemm512_nv(1, m, n, k, a, rsa, csa, b, ldb, c, ldc, rowscale, acc); break;
+    case 2: gemm512_nv(2, m, n, k, a, rsa, csa, b, ldb, c, ldc, rowscale, acc); break;
+    case 3: gemm512_nv(3, m, n, k, a, rsa, csa, b, ldb, c, ldc, rowscale, acc); break;
+    default: gemm512_nv(4, m, n, k, a, rsa, csa, b, ldb, c, ldc, rowscale, acc); break;
+    }
+}
+
+KL_INLINE512 __m512 alibi512(float slope, float dist0, int c) {
+    __m512 idx = _mm512_add_ps(_mm512_set1_ps((float)c),
+                               _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    __m512 d = _mm512_sub_ps(_mm512_set1_ps(dist0), idx);
+    return _mm512_mul_ps(_mm512_set1_ps(slope), _mm512_abs_ps(d));
+}
+
+KL_T512 static float scale_bias_max_avx512(float *x, int n, float scale, float slope, float dist0) {
+    __m512 mx = _mm512_set1_ps(-INFINITY), s = _mm512_set1_ps(scale);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + c), s);
+        if (slope != 0.0f) v = _mm512_sub_ps(v, alibi512(slope, dist0, c));
+        _mm512_mask_storeu_ps(x + c, mk, v);
+        mx = _mm512_mask_max_ps(mx, mk, mx, v);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+KL_T512 static float max_avx512(const float *x, int n) {
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        mx = _mm512_mask_max_ps(mx, mk, mx, _mm512_maskz_loadu_ps(mk, x + c));
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+KL_T512 static float exp2_sum_avx512(float *x, int n, float scale, float shift) {
+    __m512 sum = _mm512_setzero_ps(), sc = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        __m512 e = exp2_512(_mm512_fmsub_ps(_mm512_loadu_ps(x + c), sc, sh));
+        _mm512_storeu_ps(x + c, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (c < n) {
+        __mmask16 mk = tail_mask(n - c);
+        __m512 e = exp2_512(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, x + c), sc, sh));
+        _mm512_mask_storeu_ps(x + c, mk, e);
+        sum = _mm512_mask_add_ps(sum, mk, sum, e);
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+KL_T512 static void exp2_scaled_avx512(float *x, int n, float scale, float slope, float dist0, float shift) {
+    __m512 s = _mm512_set1_ps(scale), sh = _mm512_set1_ps(shift);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        __m512 v = _mm512_fmsub_ps(_mm512_maskz_loadu_ps(mk, x + c), s, sh);
+        if (slope != 0.0f) v = _mm512_sub_ps(v, alibi512(slope, dist0, c));
+        _mm512_mask_storeu_ps(x + c, mk, exp2_512(v));
+    }
+}
+
+KL_T512 static void dsoftmax_avx512(float *ds, const float *p, int n, float dsub) {
+    __m512 d = _mm512_set1_ps(dsub);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, p + c),
+                                 _mm512_sub_ps(_mm512_maskz_loadu_ps(mk, ds + c), d));
+        _mm512_mask_storeu_ps(ds + c, mk, v);
+    }
+}
+
+KL_T512 static float dot_avx512(const float *a, const float *b, int n) {
+    __m512 s = _mm512_setzero_ps();
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, a + c), _mm512_maskz_loadu_ps(mk, b + c), s);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+
+KL_T512 static void scale_avx512(float *y, int n, float s) {
+    __m512 sv = _mm512_set1_ps(s);
+    for (int c = 0; c < n; c += 16) {
+        __mmask16 mk = tail_mask(n - c);
+        _mm512_mask_storeu_ps(y + c, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, y + c), sv));
+    }
+}
+
+const kl_ops kl_ops_avx512 = {
+    .gemm = gemm_avx512,
+    .max = max_avx512,
+    .scale_bias_max = scale_bias_max_avx512,
+    .exp2_sum = exp2_sum_avx512,
+    .exp2_scaled = exp2_scaled_avx512,
+    .dsoftmax = dsoftmax_avx512,
+    .dot = dot_avx512,
+    .scale = scale_avx512,
+};
+#endif

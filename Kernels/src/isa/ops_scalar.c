@@ -1,0 +1,75 @@
+// Scalar (portable C) primitives. Builds on any target; the compiler may use
+// the baseline vector unit (SSE2 on x86-64) but nothing that needs dispatch.
+#include "../core/internal.h"
+
+// c: (m, n) += a: (m, k) * b: (k, n), m <= KL_MR, n <= KL_NR_MAX
+static void gemm_scalar(int m, int n, int k, const float *a, long rsa, long csa,
+                        const float *b, long ldb, float *c, long ldc,
+                        const float *rowscale, int acc) {
+    float t[KL_MR][KL_NR_MAX];
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < n; j++) t[r][j] = 0.0f;
+    for (int kk = 0; kk < k; kk++) {
+        const float *bk = b + (long)kk * ldb;
+        for (int r = 0; r < m; r++) {
+            float ar = a[r * rsa + kk * csa];
+            for (int j = 0; j < n; j++) t[r][j] += ar * bk[j];
+        }
+    }
+    for (int r = 0; r < m; r++) {
+        float *cr = c + (long)r * ldc;
+        float s = rowscale ? rowscale[r] : 1.0f;
+        for (int j = 0; j < n; j++) cr[j] = acc ? s * cr[j] + t[r][j] : t[r][j];
+    }
+}
+
+static float scale_bias_max_scalar(float *x, int n, float scale, float slope, float dist0) {
+    float mx = -INFINITY;
+    for (int c = 0; c < n; c++) {
+        float v = scale * x[c] - slope * fabsf(dist0 - (float)c);
+        x[c] = v;
+        mx = v > mx ? v : mx;
+    }
+    return mx;
+}
+
+static float max_scalar(const float *x, int n) {
+    float mx = -INFINITY;
+    for (int c = 0; c < n; c++) mx = x[c] > mx ? x[c] : mx;
+    return mx;
+}
+
+static float exp2_sum_scalar(float *x, int n, float scale, float shift) {
+    float s = 0.0f;
+    for (int c = 0; c < n; c++) { x[c] = exp2f(scale * x[c] - shift); s += x[c]; }
+    return s;
+}
+
+static void exp2_scaled_scalar(float *x, int n, float scale, float slope, float dist0, float shift) {
+    for (int c = 0; c < n; c++) x[c] = exp2f(scale * x[c] - slope * fabsf(dist0 - (float)c) - shift);
+}
+
+static void dsoftmax_scalar(float *ds, const float *p, int n, float dsub) {
+    for (int c = 0; c < n; c++) ds[c] = p[c] * (ds[c] - dsub);
+}
+
+static float dot_scalar(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int c = 0; c < n; c++) s += a[c] * b[c];
+    return s;
+}
+
+static void scale_scalar(float *y, int n, float s) {
+    for (int c = 0; c < n; c++) y[c] *= s;
+}
+
+const kl_ops kl_ops_scalar = {
+    .gemm = gemm_scalar,
+    .max = max_scalar,
+    .scale_bias_max = scale_bias_max_scalar,
+    .exp2_sum = exp2_sum_scalar,
+    .exp2_scaled = exp2_scaled_scalar,
+    .dsoftmax = dsoftmax_scalar,
+    .dot = dot_scalar,
+    .scale = scale_scalar,
+};

@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Kernels are compiled optimized even in debug builds (tests time nothing, but
+// a -O0 kernel would make the test suite crawl). No -march=native and no
+// -ffast-math: ISA variants use target attributes and run-time dispatch.
+let kernelFlags: [CSetting] = [
+    .unsafeFlags(["-O3", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"]),
+]
+
+let package = Package(
+    name: "KernelLab",
+    products: [
+        .executable(name: "kernel-lab", targets: ["KernelLabCLI"]),
+        .library(name: "KernelLab", targets: ["KernelLab"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // OpenBLAS through pkg-config (Debian: libopenblas-dev).
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(
+            name: "CKernels",
+            dependencies: ["COpenBLAS"],
+            path: "Kernels",
+            cSettings: kernelFlags,
+            linkerSettings: [.linkedLibrary("numa"), .linkedLibrary("pthread"), .linkedLibrary("m")]
+        ),
+        .target(
+            name: "KernelLab",
+            dependencies: ["CKernels"],
+            path: "Sources/KernelLab"
+        ),
+        .executableTarget(
+            name: "KernelLabCLI",
+            dependencies: [
+                "KernelLab",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/kernel-lab"
+        ),
+        .testTarget(
+            name: "KernelLabTests",
+            dependencies: ["KernelLab", "CKernels"],
+            path: "Tests/KernelLabTests"
+        ),
+    ]
+)
