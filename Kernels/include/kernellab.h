@@ -160,6 +160,67 @@ kl_status kl_attn_bwd(const kl_attn_params *p, kl_impl impl,
 /// backward (recomputed P and the rescale are counted as one each).
 kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
 
+// ------------------------------------------------------- selective scan ---
+
+/// Mamba-1 selective scan.
+///   u, delta, z: (B, D, L); A: (D, N); Bm, C: (B, G, N, L) (G = 1: (B, N, L));
+///   D, delta_bias: (D); h0, last_state: (B, D, N); out: (B, D, L).
+/// delta' = softplus(delta + delta_bias) if delta_softplus else delta + delta_bias
+/// h_t = exp(delta'_t * A) * h_{t-1} + delta'_t * Bm_t * u_t      (per channel d, state n)
+/// y_t = <C_t, h_t> + D * u_t;   out = y * silu(z) when z is given.
+/// Channel d uses group d / (D / G).
+typedef struct {
+    int batch, channels, seq_len, state, groups;  // groups >= 1, channels % groups == 0
+    int delta_softplus;                           // 0 or 1
+} kl_scan_params;
+
+/// Inputs; D, z, delta_bias and h0 may be NULL (absent).
+typedef struct {
+    const float *u, *delta, *A, *B, *C;
+    const float *D, *z, *delta_bias, *h0;
+} kl_scan_inputs;
+
+/// Gradients, shaped like their inputs. du, ddelta, dA, dB, dC are required;
+/// dD, dz, ddelta_bias, dh0 are written when non-NULL (and must be non-NULL
+/// when the matching input is given, except dh0 which is optional).
+typedef struct {
+    float *du, *ddelta, *dA, *dB, *dC;
+    float *dD, *dz, *ddelta_bias, *dh0;
+} kl_scan_grads;
+
+/// Tiles of the fused scan. Zero fields take defaults.
+typedef struct {
+    int chunk;            // time steps per chunk (the backward checkpoints every chunk)
+    int block_channels;   // channels per work item (multiple of 16 lanes)
+} kl_scan_tiles;
+
+kl_status kl_scan_check(const kl_scan_params *p);
+void kl_scan_default_tiles(const kl_scan_params *p, kl_scan_tiles *out);
+void kl_scan_set_tiles(const kl_scan_tiles *t);
+size_t kl_scan_fwd_workspace_bytes(const kl_scan_params *p, kl_impl impl, int threads);
+size_t kl_scan_bwd_workspace_bytes(const kl_scan_params *p, kl_impl impl, int threads);
+
+/// Floats in the chunk-boundary states a forward can save for its backward:
+/// (B, D, ceil(L / chunk), N), the state before every chunk (1/chunk of the
+/// B*D*L*N states; FlashAttention saves lse for the same reason).
+size_t kl_scan_saved_count(const kl_scan_params *p);
+
+/// saved: NULL, or kl_scan_saved_count() floats to keep for kl_scan_bwd.
+kl_status kl_scan_fwd(const kl_scan_params *p, kl_impl impl, const kl_scan_inputs *in,
+                      float *out, float *last_state, float *saved,
+                      void *workspace, size_t workspace_bytes, kl_pool *pool);
+
+/// dout: (B, D, L); dlast: (B, D, N) or NULL (no gradient into the last state).
+/// saved: the forward's chunk states (same tiles), or NULL: the fused backward
+/// then runs the forward once more to make them. The unfused one ignores it.
+kl_status kl_scan_bwd(const kl_scan_params *p, kl_impl impl, const kl_scan_inputs *in,
+                      const float *dout, const float *dlast, const float *saved,
+                      const kl_scan_grads *grads,
+                      void *workspace, size_t workspace_bytes, kl_pool *pool);
+
+/// Cost model (see Kernels/src/scan/scan.c for the conventions).
+kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
+
 // ------------------------------------------------------------------ BLAS ---
 
 /// C (m x n) = A (m x k) B (k x n), row-major, through OpenBLAS with `threads`

@@ -12,6 +12,9 @@
 #define KL_X86 0
 #endif
 
+// Largest thread pool (per-thread tables are sized by it).
+#define KL_MAX_THREADS 256
+
 // Register-tile rows of every gemm microkernel, and the widest n one call takes.
 #define KL_MR 6
 #define KL_NR_MAX 64
@@ -75,5 +78,64 @@ void kl_gemm_tiled(const kl_ops *ops, int m, int n, int k, const float *a, long 
 
 /// Makes OpenBLAS use `threads` threads for the calls that follow.
 void kl_blas_threads(int threads);
+
+// ------------------------------------------------------------ scan lanes ---
+// The fused scan vectorizes over channels: KL_SCAN_W channels are the lanes of
+// one 16-float vector (one zmm, two ymm, or four xmm), and every per-chunk
+// buffer is time-major, (len, W) or (len, N, W).
+#define KL_SCAN_W 16
+
+typedef struct {
+    int len, N;
+    const float *A2;   // (N, W)     A * log2(e)
+    const float *dt;   // (len, W)   delta'
+    const float *u;    // (len, W)
+    const float *B;    // (len, N)   B of the lanes' group, time-major
+    const float *C;    // (len, N)
+    float *h;          // (N, W)     state, in/out
+    float *y;          // (len, W)   out: <C_t, h_t>
+    float *hs, *as;    // (len, N, W) or NULL: h_t and exp(delta'_t A) per step (backward)
+} kl_scan_fwd_chunk;
+
+typedef struct {
+    int len, N;
+    const float *A;            // (N, W)
+    const float *dt, *u, *B, *C;
+    const float *hs, *as;      // (len, N, W) from the recompute
+    const float *h_in;         // (N, W) state before the chunk
+    const float *dy;           // (len, W) gradient of <C_t, h_t>
+    float *carry;              // (N, W) in: exp(dt A) G of the step after the chunk; out: same for the chunk's first step
+    float *ddt;                // (len, W) out: gradient of delta'
+    float *du;                 // (len, W) in/out: += gradient through the recurrence
+    float *dA;                 // (N, W) in/out
+    float *dBl, *dCl;          // (len, N, W) in/out: per-lane partials of dB, dC
+} kl_scan_bwd_chunk;
+
+typedef struct {
+    void (*fwd_chunk)(const kl_scan_fwd_chunk *c);
+    void (*bwd_chunk)(const kl_scan_bwd_chunk *c);
+    /// dt (len, W): dt = delta + bias, then softplus if asked. bias: (W) or NULL.
+    void (*delta_prep)(float *dt, int len, const float *bias, int softplus);
+    /// ddt (len, W) *= d delta'/d delta = sigmoid(raw + bias) when softplus (raw: (len, W)).
+    void (*delta_grad)(float *ddt, const float *raw, int len, const float *bias, int softplus);
+    /// y (len, W) = (y + D u) * silu(z); D (W) and z (len, W) may be NULL.
+    void (*gate_fwd)(float *y, const float *u, const float *z, const float *D, int len);
+    /// From dout and y = <C, h>: dy (gradient of <C,h>), du = D dy, dz, dD (W, +=).
+    void (*gate_bwd)(const float *dout, const float *y, const float *u, const float *z, const float *D,
+                     float *dy, float *du, float *dz, float *dD, int len);
+    /// out[r] = sum of the W lanes of row r of x (rows, W).
+    void (*lane_sum)(const float *x, int rows, float *out);
+    /// dst (len, W) time-major <- rows [0, nch) of src (rows of length ld) at
+    /// columns [l0, l0 + len); lanes >= nch are zero.
+    void (*load_lanes)(float *dst, const float *src, long ld, int nch, int l0, int len);
+    /// The inverse: rows [0, nch) of dst at columns [l0, l0 + len) <- src (len, W).
+    void (*store_lanes)(float *dst, const float *src, long ld, int nch, int l0, int len);
+} kl_scan_ops;
+
+const kl_scan_ops *kl_scan_ops_for(kl_isa isa);
+extern const kl_scan_ops kl_scan_ops_scalar;
+#if KL_X86
+extern const kl_scan_ops kl_scan_ops_avx2, kl_scan_ops_avx512;
+#endif
 
 #endif

@@ -72,8 +72,8 @@ static int kl_cpu_order(int *order, int max) {
 kl_status kl_pool_create(int threads, kl_pool **out) {
     if (out == NULL) return kl_fail(KL_ERR_INVALID_ARGUMENT, "pool output pointer is NULL");
     *out = NULL;
-    if (threads < 1 || threads > 1024)
-        return kl_fail(KL_ERR_THREADS, "threads must be in 1...1024 (got %d)", threads);
+    if (threads < 1 || threads > KL_MAX_THREADS)
+        return kl_fail(KL_ERR_THREADS, "threads must be in 1...%d (got %d)", KL_MAX_THREADS, threads);
     kl_pool *p = calloc(1, sizeof *p);
     if (!p) return kl_fail(KL_ERR_ALLOC, "cannot allocate the thread pool");
     p->threads = threads;

@@ -19,12 +19,11 @@ KL_INLINE256 __m256 exp2_256(__m256 x) {
     x = _mm256_min_ps(x, _mm256_set1_ps(127.0f));
     __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_sub_ps(x, n);
-    __m256 p = _mm256_set1_ps(1.5403530393381606e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3333558146428443e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.6181291076284772e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.5504108664821580e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.24022650695910071f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.69314718055994531f));
+    __m256 p = _mm256_set1_ps(0.0013264727080180088f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.009671512862187807f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.05550733745645608f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.24022242081843181f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.693146977596588f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));

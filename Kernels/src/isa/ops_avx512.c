@@ -10,19 +10,18 @@
 
 static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u); }
 
-// Vector 2^x: x = n + r, |r| <= 1/2, degree-6 Taylor polynomial of 2^r
-// (relative error about 1.5e-7), scaled by 2^n with vscalefps, which also
+// Vector 2^x: x = n + r, |r| <= 1/2, degree-5 minimax polynomial of 2^r
+// (relative error <= 1.9e-7), scaled by 2^n with vscalefps, which also
 // flushes very negative n to 0. The lower clamp turns -inf into 0 instead of NaN.
 KL_INLINE512 __m512 exp2_512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
     __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_sub_ps(x, n);
-    __m512 p = _mm512_set1_ps(1.5403530393381606e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3333558146428443e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.6181291076284772e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.5504108664821580e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24022650695910071f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.69314718055994531f));
+    __m512 p = _mm512_set1_ps(0.0013264727080180088f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.009671512862187807f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.05550733745645608f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24022242081843181f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.693146977596588f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
 }

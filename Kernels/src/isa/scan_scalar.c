@@ -1,0 +1,5 @@
+// Selective-scan lane kernels, portable build (baseline vector unit only).
+#include "../core/internal.h"
+#define KL_SCAN_TARGET
+#define KL_SCAN_OPS kl_scan_ops_scalar
+#include "../scan/scan_lanes.inc"
