@@ -51,12 +51,6 @@ static size_t fwd_scratch_layout(int d, int br, int bcp, char *base, fwd_scratch
     return off;
 }
 
-// kt: (d, ldt) = K tile (nc, d) transposed.
-static void pack_transposed(const float *k, int nc, int d, float *kt, int ldt) {
-    for (int c = 0; c < nc; c++)
-        for (int j = 0; j < d; j++) kt[(long)j * ldt + c] = k[(long)c * d + j];
-}
-
 static void fwd_worker(void *vctx, int tid, int nthreads) {
     fwd_ctx *x = vctx;
     const kl_attn_geom *g = &x->g;
@@ -84,7 +78,7 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
         if (jhi <= jlo) jhi = jlo = 0;
         for (int j0 = jlo / bc * bc; j0 < jhi; j0 += bc) {
             int nc = kl_min(bc, g->Lk - j0);
-            pack_transposed(K + (long)j0 * d, nc, d, w.kt, bcp);
+            ops->transpose(K + (long)j0 * d, nc, d, d, w.kt, bcp);  // kt: (d, bcp) = K tile^T
             for (int r0 = 0; r0 < nr; r0 += KL_MR) {
                 int mr = kl_min(KL_MR, nr - r0);
                 int lo[KL_MR], hi[KL_MR], any = 0, kmin = nc, kmax = 0;
@@ -240,8 +234,8 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                 kl_attn_range(g, h, q0 + nr - 1, &lo2, &hi2);
                 if (kl_max(hi1, hi2) <= j0 || kl_min(lo1, lo2) >= j0 + nc) continue;
                 if (!packed) {
-                    pack_transposed(K + (long)j0 * d, nc, d, w.kt, bcp);
-                    pack_transposed(V + (long)j0 * d, nc, d, w.vt, bcp);
+                    ops->transpose(K + (long)j0 * d, nc, d, d, w.kt, bcp);  // kt: (d, bcp) = K tile^T
+                    ops->transpose(V + (long)j0 * d, nc, d, d, w.vt, bcp);
                     packed = 1;
                 }
                 int active = 0;  // rows with visible keys in this tile

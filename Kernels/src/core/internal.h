@@ -47,7 +47,12 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int n);
     /// y[c] *= s
     void (*scale)(float *y, int n, float s);
+    /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (tile packing).
+    void (*transpose)(const float *src, int rows, int cols, long lds, float *dst, long ldd);
 } kl_ops;
+
+/// Portable transpose (the scalar ISA's, and the edges of the vector ones).
+void kl_transpose_scalar(const float *src, int rows, int cols, long lds, float *dst, long ldd);
 
 const kl_ops *kl_ops_for(kl_isa isa);   // NULL if not compiled in
 const kl_ops *kl_ops_active(void);      // after kl_init()

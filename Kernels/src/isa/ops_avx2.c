@@ -180,5 +180,6 @@ const kl_ops kl_ops_avx2 = {
     .dsoftmax = dsoftmax_avx2,
     .dot = dot_avx2,
     .scale = scale_avx2,
+    .transpose = kl_transpose_scalar,  // not hot enough under AVX2 to specialize
 };
 #endif

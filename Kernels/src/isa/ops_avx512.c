@@ -155,6 +155,65 @@ KL_T512 static void scale_avx512(float *y, int n, float s) {
     }
 }
 
+// 16 x 16 transpose in registers: for s = 8, 4, 2, 1 swap the off-diagonal
+// s x s blocks of every 2s x 2s block, two vpermt2ps per row pair.
+KL_INLINE512 void transpose16x16(__m512 r[16]) {
+    {
+        const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
+        const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+        for (int i = 0; i < 16; i++) {
+            if (i & 8) continue;
+            __m512 a = r[i], b = r[i + 8];
+            r[i] = _mm512_permutex2var_ps(a, lo, b);
+            r[i + 8] = _mm512_permutex2var_ps(a, hi, b);
+        }
+    }
+    {
+        const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
+        const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
+        for (int i = 0; i < 16; i++) {
+            if (i & 4) continue;
+            __m512 a = r[i], b = r[i + 4];
+            r[i] = _mm512_permutex2var_ps(a, lo, b);
+            r[i + 4] = _mm512_permutex2var_ps(a, hi, b);
+        }
+    }
+    {
+        const __m512i lo = _mm512_setr_epi32(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
+        const __m512i hi = _mm512_setr_epi32(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
+        for (int i = 0; i < 16; i++) {
+            if (i & 2) continue;
+            __m512 a = r[i], b = r[i + 2];
+            r[i] = _mm512_permutex2var_ps(a, lo, b);
+            r[i + 2] = _mm512_permutex2var_ps(a, hi, b);
+        }
+    }
+    {
+        const __m512i lo = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+        const __m512i hi = _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+        for (int i = 0; i < 16; i++) {
+            if (i & 1) continue;
+            __m512 a = r[i], b = r[i + 1];
+            r[i] = _mm512_permutex2var_ps(a, lo, b);
+            r[i + 1] = _mm512_permutex2var_ps(a, hi, b);
+        }
+    }
+}
+
+KL_T512 static void transpose_avx512(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
+    int r16 = rows / 16 * 16, c16 = cols / 16 * 16;
+    __m512 t[16];
+    for (int r0 = 0; r0 < r16; r0 += 16)
+        for (int c0 = 0; c0 < c16; c0 += 16) {
+            for (int i = 0; i < 16; i++) t[i] = _mm512_loadu_ps(src + (long)(r0 + i) * lds + c0);
+            transpose16x16(t);
+            for (int i = 0; i < 16; i++) _mm512_storeu_ps(dst + (long)(c0 + i) * ldd + r0, t[i]);
+        }
+    // Ragged edges: the right strip of full row blocks, then the bottom rows.
+    if (c16 < cols) kl_transpose_scalar(src + c16, r16, cols - c16, lds, dst + (long)c16 * ldd, ldd);
+    if (r16 < rows) kl_transpose_scalar(src + (long)r16 * lds, rows - r16, cols, lds, dst + r16, ldd);
+}
+
 const kl_ops kl_ops_avx512 = {
     .gemm = gemm_avx512,
     .max = max_avx512,
@@ -164,5 +223,6 @@ const kl_ops kl_ops_avx512 = {
     .dsoftmax = dsoftmax_avx512,
     .dot = dot_avx512,
     .scale = scale_avx512,
+    .transpose = transpose_avx512,
 };
 #endif

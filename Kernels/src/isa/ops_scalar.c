@@ -72,4 +72,5 @@ const kl_ops kl_ops_scalar = {
     .dsoftmax = dsoftmax_scalar,
     .dot = dot_scalar,
     .scale = scale_scalar,
+    .transpose = kl_transpose_scalar,
 };
