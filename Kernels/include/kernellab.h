@@ -221,6 +221,35 @@ kl_status kl_scan_bwd(const kl_scan_params *p, kl_impl impl, const kl_scan_input
 /// Cost model (see Kernels/src/scan/scan.c for the conventions).
 kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
 
+// ------------------------------------------------------------- ceilings ---
+
+typedef enum { KL_BW_READ = 0, KL_BW_COPY = 1, KL_BW_TRIAD = 2 } kl_bw_kernel;
+
+/// Result of one timed ceiling run: the slowest thread's wall time bounds the
+/// run (all threads start together), `amount` is FLOPs, exps or bytes in total.
+typedef struct {
+    double seconds;
+    double amount;
+} kl_ceiling_run;
+
+/// Peak FLOP/s kernel: every pool thread runs `iters` iterations of
+/// independent FMA chains (16 zmm or 12 ymm accumulators; scalar: 8 chains of
+/// separate multiply and add, since the scalar build has no FMA instruction).
+kl_status kl_ceiling_flops(kl_isa isa, long iters, kl_pool *pool, kl_ceiling_run *out);
+
+/// exp throughput: every thread evaluates 2^x `iters` times over an
+/// L1-resident buffer of 4096 floats with the ISA's vector exp (the one the
+/// attention softmax uses).
+kl_status kl_ceiling_exp(kl_isa isa, long iters, kl_pool *pool, kl_ceiling_run *out);
+
+/// Memory bandwidth: every thread owns `bytes_per_thread` of arrays (NUMA
+/// local, first touched by that thread) and runs the kernel over them `iters`
+/// times. STREAM's byte counts: read 4 B/element, copy 8, triad 12 per element
+/// (per float; write-allocate traffic not counted). `node` >= 0 places the
+/// arrays on that NUMA node instead (remote bandwidth), -1 = local.
+kl_status kl_ceiling_bandwidth(kl_isa isa, kl_bw_kernel kernel, size_t bytes_per_thread, long iters,
+                               int node, kl_pool *pool, kl_ceiling_run *out);
+
 // ------------------------------------------------------------------ BLAS ---
 
 /// C (m x n) = A (m x k) B (k x n), row-major, through OpenBLAS with `threads`

@@ -49,6 +49,12 @@ typedef struct {
     void (*scale)(float *y, int n, float s);
     /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (tile packing).
     void (*transpose)(const float *src, int rows, int cols, long lds, float *dst, long ldd);
+    // Ceiling kernels (src/ceilings): flops of `iters` FMA-chain iterations;
+    // streaming read (returns a sum so it is not optimized away), copy, triad.
+    double (*peak_fma)(long iters, float seed);
+    float (*bw_read)(const float *a, size_t n);
+    void (*bw_copy)(float *restrict b, const float *restrict a, size_t n);
+    void (*bw_triad)(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n);
 } kl_ops;
 
 /// Portable transpose (the scalar ISA's, and the edges of the vector ones).

@@ -171,6 +171,46 @@ KL_T256 static void scale_avx2(float *y, int n, float s) {
     }
 }
 
+// 12 independent ymm FMA chains: latency 4 x 2 pipes needs at least 8.
+KL_T256 static double peak_fma_avx2(long iters, float seed) {
+    __m256 c[12], m = _mm256_set1_ps(0.999999f), a = _mm256_set1_ps(1e-7f);
+    for (int i = 0; i < 12; i++) c[i] = _mm256_set1_ps(seed + (float)i);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 12; i++) c[i] = _mm256_fmadd_ps(c[i], m, a);
+    __m256 s = c[0];
+    for (int i = 1; i < 12; i++) s = _mm256_add_ps(s, c[i]);
+    float r = hsum256(s);
+    __asm__ volatile("" : : "r"(&r) : "memory");
+    return (double)iters * 12 * 8 * 2;
+}
+
+KL_T256 static float bw_read_avx2(const float *a, size_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_add_ps(s0, _mm256_loadu_ps(a + i));
+        s1 = _mm256_add_ps(s1, _mm256_loadu_ps(a + i + 8));
+        s2 = _mm256_add_ps(s2, _mm256_loadu_ps(a + i + 16));
+        s3 = _mm256_add_ps(s3, _mm256_loadu_ps(a + i + 24));
+    }
+    float r = hsum256(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) r += a[i];
+    return r;
+}
+
+KL_T256 static void bw_copy_avx2(float *restrict b, const float *restrict a, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(b + i, _mm256_loadu_ps(a + i));
+    for (; i < n; i++) b[i] = a[i];
+}
+
+KL_T256 static void bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
+    __m256 sv = _mm256_set1_ps(s);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(c + i), _mm256_loadu_ps(b + i)));
+    for (; i < n; i++) a[i] = b[i] + s * c[i];
+}
+
 const kl_ops kl_ops_avx2 = {
     .gemm = gemm_avx2,
     .max = max_avx2,
@@ -181,5 +221,9 @@ const kl_ops kl_ops_avx2 = {
     .dot = dot_avx2,
     .scale = scale_avx2,
     .transpose = kl_transpose_scalar,  // not hot enough under AVX2 to specialize
+    .peak_fma = peak_fma_avx2,
+    .bw_read = bw_read_avx2,
+    .bw_copy = bw_copy_avx2,
+    .bw_triad = bw_triad_avx2,
 };
 #endif

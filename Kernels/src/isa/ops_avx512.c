@@ -214,6 +214,46 @@ KL_T512 static void transpose_avx512(const float *src, int rows, int cols, long 
     if (r16 < rows) kl_transpose_scalar(src + (long)r16 * lds, rows - r16, cols, lds, dst + r16, ldd);
 }
 
+// 16 independent zmm FMA chains (more than latency x throughput needs).
+KL_T512 static double peak_fma_avx512(long iters, float seed) {
+    __m512 c[16], m = _mm512_set1_ps(0.999999f), a = _mm512_set1_ps(1e-7f);
+    for (int i = 0; i < 16; i++) c[i] = _mm512_set1_ps(seed + (float)i);
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 16; i++) c[i] = _mm512_fmadd_ps(c[i], m, a);
+    __m512 s = c[0];
+    for (int i = 1; i < 16; i++) s = _mm512_add_ps(s, c[i]);
+    float r = _mm512_reduce_add_ps(s);
+    __asm__ volatile("" : : "r"(&r) : "memory");
+    return (double)iters * 16 * 16 * 2;
+}
+
+KL_T512 static float bw_read_avx512(const float *a, size_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        s0 = _mm512_add_ps(s0, _mm512_loadu_ps(a + i));
+        s1 = _mm512_add_ps(s1, _mm512_loadu_ps(a + i + 16));
+        s2 = _mm512_add_ps(s2, _mm512_loadu_ps(a + i + 32));
+        s3 = _mm512_add_ps(s3, _mm512_loadu_ps(a + i + 48));
+    }
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    for (; i < n; i++) r += a[i];
+    return r;
+}
+
+KL_T512 static void bw_copy_avx512(float *restrict b, const float *restrict a, size_t n) {
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(b + i, _mm512_loadu_ps(a + i));
+    for (; i < n; i++) b[i] = a[i];
+}
+
+KL_T512 static void bw_triad_avx512(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
+    __m512 sv = _mm512_set1_ps(s);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(a + i, _mm512_fmadd_ps(sv, _mm512_loadu_ps(c + i), _mm512_loadu_ps(b + i)));
+    for (; i < n; i++) a[i] = b[i] + s * c[i];
+}
+
 const kl_ops kl_ops_avx512 = {
     .gemm = gemm_avx512,
     .max = max_avx512,
@@ -224,5 +264,9 @@ const kl_ops kl_ops_avx512 = {
     .dot = dot_avx512,
     .scale = scale_avx512,
     .transpose = transpose_avx512,
+    .peak_fma = peak_fma_avx512,
+    .bw_read = bw_read_avx512,
+    .bw_copy = bw_copy_avx512,
+    .bw_triad = bw_triad_avx512,
 };
 #endif

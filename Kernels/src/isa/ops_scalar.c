@@ -63,6 +63,35 @@ static void scale_scalar(float *y, int n, float s) {
     for (int c = 0; c < n; c++) y[c] *= s;
 }
 
+// 8 independent chains of multiply then add (2 flops each): the portable
+// build has no FMA instruction, and fmaf would be a library call.
+static double peak_fma_scalar(long iters, float seed) {
+    float c[8], m = 0.999999f, a = 1e-7f;
+    for (int i = 0; i < 8; i++) c[i] = seed + (float)i;
+    for (long it = 0; it < iters; it++)
+        for (int i = 0; i < 8; i++) c[i] = c[i] * m + a;
+    float s = 0.0f;
+    for (int i = 0; i < 8; i++) s += c[i];
+    __asm__ volatile("" : : "r"(&s) : "memory");  // keep the chains alive
+    return (double)iters * 8 * 2;
+}
+
+static float bw_read_scalar(const float *a, size_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4) { s0 += a[i]; s1 += a[i + 1]; s2 += a[i + 2]; s3 += a[i + 3]; }
+    for (; i < n; i++) s0 += a[i];
+    return s0 + s1 + s2 + s3;
+}
+
+static void bw_copy_scalar(float *restrict b, const float *restrict a, size_t n) {
+    for (size_t i = 0; i < n; i++) b[i] = a[i];
+}
+
+static void bw_triad_scalar(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) a[i] = b[i] + s * c[i];
+}
+
 const kl_ops kl_ops_scalar = {
     .gemm = gemm_scalar,
     .max = max_scalar,
@@ -73,4 +102,8 @@ const kl_ops kl_ops_scalar = {
     .dot = dot_scalar,
     .scale = scale_scalar,
     .transpose = kl_transpose_scalar,
+    .peak_fma = peak_fma_scalar,
+    .bw_read = bw_read_scalar,
+    .bw_copy = bw_copy_scalar,
+    .bw_triad = bw_triad_scalar,
 };
