@@ -134,7 +134,8 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                 ops->scale(O + (long)r * d, d, 1.0f / w.l[r]);
                 LSE[r] = (w.m[r] + log2f(w.l[r])) * KL_LN2;
             } else {
-                LSE[r] = -INFINITY;  // no visible key: o = 0 by convention
+                // No visible key: o = 0 and lse = -inf by convention; a NaN sum (NaN input) stays NaN.
+                LSE[r] = isnan(w.l[r]) ? w.l[r] : -INFINITY;
             }
         }
     }

@@ -15,8 +15,9 @@ KL_INLINE256 __m256i tail8(int n) { return _mm256_loadu_si256((const __m256i *)(
 // 2^x as in the AVX-512 path; 2^n is built in the exponent field, so x is
 // clamped to [-126, 127] where that is exact (2^-126 underflows to ~0 anyway).
 KL_INLINE256 __m256 exp2_256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
-    x = _mm256_min_ps(x, _mm256_set1_ps(127.0f));
+    // x second: maxps/minps return the second operand when either is NaN, so NaN propagates.
+    x = _mm256_max_ps(_mm256_set1_ps(-126.0f), x);
+    x = _mm256_min_ps(_mm256_set1_ps(127.0f), x);
     __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_sub_ps(x, n);
     __m256 p = _mm256_set1_ps(0.0013264727080180088f);

@@ -14,7 +14,7 @@ static inline __mmask16 tail_mask(int n) { return n >= 16 ? (__mmask16)0xFFFF : 
 // (relative error <= 1.9e-7), scaled by 2^n with vscalefps, which also
 // flushes very negative n to 0. The lower clamp turns -inf into 0 instead of NaN.
 KL_INLINE512 __m512 exp2_512(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-150.0f));
+    x = _mm512_max_ps(_mm512_set1_ps(-150.0f), x);  // x second: a NaN x stays NaN
     __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_sub_ps(x, n);
     __m512 p = _mm512_set1_ps(0.0013264727080180088f);
