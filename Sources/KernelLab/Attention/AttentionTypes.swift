@@ -1,0 +1,140 @@
+import CKernels
+
+/// Options of one attention call (everything but the tensors).
+public struct AttentionOptions: Sendable, Equatable {
+    /// Causal masking: query i (aligned to the end of the keys, at position
+    /// i + Lk - Lq) sees keys up to its own position.
+    public var causal: Bool
+    /// Softmax scale; `nil` means 1/sqrt(d). Must be finite and positive.
+    public var scale: Float?
+    /// ALiBi slope per head, (H); adds -slope[h] * |i' - j| to the scaled score.
+    public var alibiSlopes: [Float]?
+    /// Sliding-window length per head, (H); query i' sees keys with
+    /// 0 <= i' - j < window[h]. A window <= 0 is unlimited.
+    public var windows: [Int32]?
+
+    /// Creates options; the defaults give plain, non-causal softmax attention.
+    public init(causal: Bool = false, scale: Float? = nil, alibiSlopes: [Float]? = nil, windows: [Int32]? = nil) {
+        self.causal = causal
+        self.scale = scale
+        self.alibiSlopes = alibiSlopes
+        self.windows = windows
+    }
+}
+
+/// Which implementation of a kernel to run.
+public enum KernelImpl: String, CaseIterable, Codable, Sendable {
+    /// One pass over tiles with an online softmax; never materializes the score matrix.
+    case fused
+    /// The textbook sequence of OpenBLAS GEMMs and a softmax over a materialized score matrix.
+    case unfused
+
+    var cValue: kl_impl {
+        switch self {
+        case .fused: KL_IMPL_FUSED
+        case .unfused: KL_IMPL_UNFUSED
+        }
+    }
+}
+
+/// The direction of a kernel call.
+public enum KernelPass: String, CaseIterable, Codable, Sendable {
+    /// Outputs from inputs.
+    case forward
+    /// Input gradients from the output gradient.
+    case backward
+
+    var cValue: kl_pass {
+        switch self {
+        case .forward: KL_PASS_FORWARD
+        case .backward: KL_PASS_BACKWARD
+        }
+    }
+}
+
+/// The sizes of one attention call: q is (B, H, Lq, d), k and v are (B, H, Lk, d).
+public struct AttentionShape: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// B.
+    public let batch: Int
+    /// H.
+    public let heads: Int
+    /// Lq, the number of queries per head.
+    public let queryLength: Int
+    /// Lk, the number of keys (and values) per head.
+    public let keyLength: Int
+    /// d, the head dimension.
+    public let headDim: Int
+
+    /// Creates a shape.
+    ///
+    /// - Throws: `KernelLabError.invalidArgument` naming the dimension unless
+    ///   every size is in 1...Int32.max (the C API takes `int`) and
+    ///   `headDim <= maxHeadDim`.
+    public init(batch: Int, heads: Int, queryLength: Int, keyLength: Int, headDim: Int) throws {
+        for (name, value) in [("batch", batch), ("heads", heads), ("queryLength", queryLength),
+                              ("keyLength", keyLength), ("headDim", headDim)] {
+            guard value > 0 else {
+                throw KernelLabError.invalidArgument(argument: name, reason: "must be positive, got \(value)")
+            }
+            guard value <= Int(Int32.max) else {
+                throw KernelLabError.invalidArgument(argument: name, reason: "\(value) exceeds the C API limit of \(Int32.max)")
+            }
+        }
+        guard headDim <= AttentionShape.maxHeadDim else {
+            throw KernelLabError.invalidArgument(argument: "headDim", reason: "must be at most \(AttentionShape.maxHeadDim), got \(headDim)")
+        }
+        self.batch = batch
+        self.heads = heads
+        self.queryLength = queryLength
+        self.keyLength = keyLength
+        self.headDim = headDim
+    }
+
+    /// The largest head dimension the kernels accept.
+    public static let maxHeadDim = 1024
+
+    /// (B, H, Lq, d): the shape of q, out, gradOut and dq.
+    public var queryShape: [Int] { [batch, heads, queryLength, headDim] }
+    /// (B, H, Lk, d): the shape of k, v, dk and dv.
+    public var keyShape: [Int] { [batch, heads, keyLength, headDim] }
+    /// (B, H, Lq): the shape of lse.
+    public var lseShape: [Int] { [batch, heads, queryLength] }
+
+    /// "B×H×Lq×Lk×d", e.g. `2x4x1024x1024x64`.
+    public var description: String {
+        "\(batch)x\(heads)x\(queryLength)x\(keyLength)x\(headDim)"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case batch, heads
+        case queryLength = "seq"
+        case keyLength = "kv_seq"
+        case headDim = "head_dim"
+    }
+}
+
+/// FLOPs and bytes of one kernel call, from the C cost model (`kl_cost`).
+public struct KernelCost: Sendable, Equatable, Codable {
+    /// Floating-point operations, following the kernel's stated convention.
+    public var flops: Double
+    /// Compulsory traffic: inputs read once, outputs written once.
+    public var minBytes: Double
+    /// Modelled DRAM traffic including re-reads and materialized intermediates.
+    public var dramBytes: Double
+    /// Transcendental evaluations (exp/log), counted apart from `flops`.
+    public var exps: Double
+
+    init(_ cost: kl_cost) {
+        flops = cost.flops
+        minBytes = cost.min_bytes
+        dramBytes = cost.dram_bytes
+        exps = cost.exps
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case flops
+        case minBytes = "min_bytes"
+        case dramBytes = "dram_bytes"
+        case exps
+    }
+}

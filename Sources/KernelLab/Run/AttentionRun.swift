@@ -1,0 +1,158 @@
+import Foundation
+
+/// Attention on a user's arrays: reads q, k, v (and optionally ALiBi slopes
+/// and the output gradient) from `.npy` files, computes, and writes the
+/// results as `.npy` files. Backs `kernel-lab run attention`.
+///
+/// Errors name the argument by its command-line spelling (q, k, v,
+/// alibi-slopes, grad-out, grads-dir, out, lse) and are thrown before any
+/// output is written when the inputs are at fault.
+public struct AttentionRun: Sendable {
+    /// Path of q, (B, H, Lq, d).
+    public var qPath: String
+    /// Path of k, (B, H, Lk, d).
+    public var kPath: String
+    /// Path of v, (B, H, Lk, d).
+    public var vPath: String
+    /// Masking, scale and implementation; `options.alibiSlopes` is replaced
+    /// by the contents of `alibiSlopesPath` when that is set.
+    public var options: AttentionOptions
+    /// A `.npy` file with one ALiBi slope per head, shape (H,).
+    public var alibiSlopesPath: String?
+    /// The implementation to run.
+    public var impl: KernelImpl
+    /// Threads of the pool.
+    public var threads: Int
+    /// Where to write out (B, H, Lq, d).
+    public var outPath: String
+    /// Where to write lse (B, H, Lq), if wanted.
+    public var lsePath: String?
+    /// The gradient of the loss with respect to out, (B, H, Lq, d). With it,
+    /// dq.npy, dk.npy and dv.npy are written into `gradsDirectory`.
+    public var gradOutPath: String?
+    /// The directory for dq.npy, dk.npy, dv.npy; created if missing.
+    public var gradsDirectory: String?
+    /// Skip the check that inputs are finite (NaN and Inf then propagate).
+    public var allowNonfinite: Bool
+
+    /// Describes a run; `execute()` validates it.
+    public init(
+        qPath: String, kPath: String, vPath: String, outPath: String,
+        options: AttentionOptions = AttentionOptions(), alibiSlopesPath: String? = nil,
+        impl: KernelImpl = .fused, threads: Int = 1, lsePath: String? = nil,
+        gradOutPath: String? = nil, gradsDirectory: String? = nil, allowNonfinite: Bool = false
+    ) {
+        self.qPath = qPath
+        self.kPath = kPath
+        self.vPath = vPath
+        self.outPath = outPath
+        self.options = options
+        self.alibiSlopesPath = alibiSlopesPath
+        self.impl = impl
+        self.threads = threads
+        self.lsePath = lsePath
+        self.gradOutPath = gradOutPath
+        self.gradsDirectory = gradsDirectory
+        self.allowNonfinite = allowNonfinite
+    }
+
+    /// What a run wrote.
+    public struct Outcome: Sendable, Equatable {
+        /// The sizes of the call.
+        public var shape: AttentionShape
+        /// Every file written, with the shape of its array, in writing order.
+        public var written: [(path: String, shape: [Int])]
+
+        /// Equal shapes and equal files written, in the same order.
+        public static func == (lhs: Outcome, rhs: Outcome) -> Bool {
+            lhs.shape == rhs.shape && lhs.written.elementsEqual(rhs.written) { $0.path == $1.path && $0.shape == $1.shape }
+        }
+    }
+
+    /// Reads, validates, computes and writes.
+    ///
+    /// - Throws: `KernelLabError` naming the argument at fault: `.io` and
+    ///   `.npy` for files, `.shapeMismatch` for inconsistent arrays,
+    ///   `.invalidArgument` for non-finite inputs (unless allowed) or options.
+    public func execute() throws -> Outcome {
+        guard (gradOutPath == nil) == (gradsDirectory == nil) else {
+            throw KernelLabError.invalidArgument(
+                argument: gradOutPath == nil ? "grad-out" : "grads-dir",  // the missing one
+                reason: "grad-out and grads-dir must be given together")
+        }
+        guard (1...ThreadPool.maxThreads).contains(threads) else {
+            throw KernelLabError.invalidArgument(argument: "threads", reason: "must be in 1...\(ThreadPool.maxThreads), got \(threads)")
+        }
+        // Fail on an unwritable destination before the (possibly long) computation.
+        try checkParentDirectory(of: outPath, argument: "out")
+        if let lsePath { try checkParentDirectory(of: lsePath, argument: "lse") }
+
+        let q = try load(qPath, argument: "q")
+        let k = try load(kPath, argument: "k")
+        let v = try load(vPath, argument: "v")
+        var options = options
+        let shape = try Attention.shape(q: q, k: k, v: v, options: AttentionOptions(causal: options.causal))
+        if let alibiSlopesPath {
+            let slopes = try load(alibiSlopesPath, argument: "alibi-slopes", checkFinite: true)
+            guard slopes.shape == [shape.heads] else {
+                throw KernelLabError.shapeMismatch(argument: "alibi-slopes", expected: "(H=\(shape.heads),)", got: describeShape(slopes.shape))
+            }
+            options.alibiSlopes = slopes.toArray()
+        }
+        let gradOut = try gradOutPath.map { try load($0, argument: "grad-out") }
+        if let gradOut, gradOut.shape != shape.queryShape {
+            throw KernelLabError.shapeMismatch(
+                argument: "grad-out",
+                expected: "(B=\(shape.batch), H=\(shape.heads), Lq=\(shape.queryLength), d=\(shape.headDim)), the shape of q",
+                got: describeShape(gradOut.shape))
+        }
+
+        let pool = try ThreadPool(threads: threads)
+        let (out, lse) = try Attention.forward(q: q, k: k, v: v, options: options, impl: impl, pool: pool)
+        var written: [(path: String, shape: [Int])] = []
+        try out.save(npyFile: outPath)
+        written.append((outPath, out.shape))
+        if let lsePath {
+            try lse.save(npyFile: lsePath)
+            written.append((lsePath, lse.shape))
+        }
+        if let gradOut, let gradsDirectory {
+            let grads = try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
+                                               options: options, impl: impl, pool: pool)
+            try createDirectory(gradsDirectory)
+            for (name, tensor) in [("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)] {
+                let path = URL(fileURLWithPath: gradsDirectory).appendingPathComponent("\(name).npy").path
+                try tensor.save(npyFile: path)
+                written.append((path, tensor.shape))
+            }
+        }
+        return Outcome(shape: shape, written: written)
+    }
+
+    private func load(_ path: String, argument: String, checkFinite: Bool? = nil) throws -> Tensor {
+        let tensor = try Tensor(npyFile: path)
+        if checkFinite ?? !allowNonfinite, let index = tensor.firstNonFiniteIndex {
+            throw KernelLabError.invalidArgument(
+                argument: argument,
+                reason: "'\(path)' contains a non-finite value (\(tensor[index]) at flat index \(index))"
+                    + (checkFinite == nil ? "; pass --allow-nonfinite to compute anyway (NaN and Inf then propagate)" : ""))
+        }
+        return tensor
+    }
+
+    private func checkParentDirectory(of path: String, argument: String) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw KernelLabError.io(path: path, reason: "cannot write \(argument): directory '\(directory)' does not exist")
+        }
+    }
+
+    private func createDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw KernelLabError.io(path: path, reason: "cannot create grads-dir: \(error.localizedDescription)")
+        }
+    }
+}

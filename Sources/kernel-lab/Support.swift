@@ -1,0 +1,32 @@
+import ArgumentParser
+import KernelLab
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension KernelImpl: ExpressibleByArgument {}
+extension ISA: ExpressibleByArgument {}
+
+/// Writes a line to standard error (diagnostics never go to stdout, which
+/// may carry JSON).
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    // write(2) on the descriptor: unbuffered, and no shared C `stderr` global.
+    _ = bytes.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}
+
+/// A progress callback that writes to standard error only when it is a
+/// terminal, so redirected or piped runs stay quiet.
+func terminalProgress() -> ((String) -> Void)? {
+    isatty(STDERR_FILENO) != 0 ? { printError("… \($0)") } : nil
+}
+
+/// The shape `(2, 3)` as NumPy prints it.
+func describe(shape: [Int]) -> String {
+    shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+}

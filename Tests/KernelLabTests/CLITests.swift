@@ -1,0 +1,216 @@
+import Foundation
+import KernelLab
+import XCTest
+
+/// The library side of the commands (AttentionBenchmark, AttentionRun) and,
+/// when it has been built, the `kernel-lab` executable itself. Nothing here
+/// asserts a time.
+final class CLITests: XCTestCase {
+    private var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = try makeTemporaryDirectory()
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func path(_ name: String) -> String {
+        directory.appendingPathComponent(name).path
+    }
+
+    // MARK: - attention benchmark
+
+    func testBenchmarkReportAndJSON() throws {
+        let shape = try AttentionShape(batch: 1, heads: 2, queryLength: 8, keyLength: 12, headDim: 8)
+        let benchmark = AttentionBenchmark(shape: shape, causal: true, threads: 1, passes: KernelPass.allCases,
+                                           warmup: 0, repeats: 2, sgemmSize: 16)
+        let report = try benchmark.run()
+        XCTAssertEqual(report.results.map { "\($0.pass.rawValue)/\($0.impl.rawValue)" },
+                       ["forward/fused", "forward/unfused", "backward/fused", "backward/unfused"])
+        XCTAssertEqual(Set(report.speedups.keys), ["forward", "backward"])
+        for result in report.results {
+            XCTAssertEqual(result.repeats, 2)
+            XCTAssertEqual(result.flops, try Attention.cost(shape: shape, options: AttentionOptions(causal: true),
+                                                            impl: result.impl, pass: result.pass).flops)
+            XCTAssertEqual(result.peakExtraBytes, try Attention.workspaceBytes(
+                shape: shape, options: AttentionOptions(causal: true), impl: result.impl, pass: result.pass, threads: 1))
+        }
+
+        let object = try JSONSerialization.jsonObject(with: Data(try report.json().utf8)) as? [String: Any]
+        XCTAssertNotNil(object?["sgemm_gflops"] as? Double)
+        XCTAssertNotNil(object?["speedups"] as? [String: Double])
+        let results = try XCTUnwrap(object?["results"] as? [[String: Any]])
+        XCTAssertEqual(results.count, 4)
+        let required = ["kernel", "impl", "pass", "threads", "isa", "batch", "heads", "seq", "kv_seq", "head_dim",
+                        "causal", "median_seconds", "gflops", "peak_extra_bytes"]
+        for result in results {
+            XCTAssertTrue(Set(result.keys).isSuperset(of: required), "missing \(Set(required).subtracting(result.keys))")
+            XCTAssertEqual(result["kernel"] as? String, "attention")
+            XCTAssertEqual(result["seq"] as? Int, 8)
+            XCTAssertEqual(result["kv_seq"] as? Int, 12)
+            XCTAssertEqual(result["causal"] as? Bool, true)
+        }
+
+        let table = report.table()
+        XCTAssertTrue(table.contains("peak extra"), table)
+        XCTAssertTrue(table.contains("sgemm n=16"), table)
+        XCTAssertTrue(table.contains("speedup fused over unfused: forward"), table)
+    }
+
+    func testBenchmarkRejectsBadSettings() throws {
+        let shape = try AttentionShape(batch: 1, heads: 1, queryLength: 4, keyLength: 4, headDim: 4)
+        XCTAssertThrows(.invalidArgument(argument: "repeats", reason: "must be >= 1, got 0"),
+                        try AttentionBenchmark(shape: shape, repeats: 0, sgemmSize: 8).run())
+        XCTAssertThrows(.invalidArgument(argument: "impls", reason: "name at least one implementation"),
+                        try AttentionBenchmark(shape: shape, impls: [], sgemmSize: 8).run())
+        XCTAssertThrows(.invalidArgument(argument: "threads", reason: "must be in 1...256, got 0"),
+                        try AttentionBenchmark(shape: shape, threads: 0, sgemmSize: 8).run())
+    }
+
+    // MARK: - run attention
+
+    private func writeInputs(b: Int = 1, h: Int = 2, lq: Int = 4, lk: Int = 6, d: Int = 8) throws {
+        try Tensor.random(shape: [b, h, lq, d], seed: 1).save(npyFile: path("q.npy"))
+        try Tensor.random(shape: [b, h, lk, d], seed: 2).save(npyFile: path("k.npy"))
+        try Tensor.random(shape: [b, h, lk, d], seed: 3).save(npyFile: path("v.npy"))
+        try Tensor.random(shape: [b, h, lq, d], seed: 4).save(npyFile: path("do.npy"))
+    }
+
+    private func runJob(_ configure: (inout AttentionRun) -> Void = { _ in }) throws -> AttentionRun.Outcome {
+        var job = AttentionRun(qPath: path("q.npy"), kPath: path("k.npy"), vPath: path("v.npy"), outPath: path("o.npy"))
+        configure(&job)
+        return try job.execute()
+    }
+
+    func testRunWritesOutputsAndGradients() throws {
+        try writeInputs()
+        let grads = path("grads/nested")
+        let outcome = try runJob {
+            $0.options.causal = true
+            $0.lsePath = path("lse.npy")
+            $0.gradOutPath = path("do.npy")
+            $0.gradsDirectory = grads
+            $0.threads = 2
+        }
+        XCTAssertEqual(outcome.written.map(\.path),
+                       [path("o.npy"), path("lse.npy"), grads + "/dq.npy", grads + "/dk.npy", grads + "/dv.npy"])
+
+        let q = try Tensor(npyFile: path("q.npy")), k = try Tensor(npyFile: path("k.npy")), v = try Tensor(npyFile: path("v.npy"))
+        let expected = try Attention.forward(q: q, k: k, v: v, options: AttentionOptions(causal: true))
+        XCTAssertLessThan(try Tensor(npyFile: path("o.npy")).maxAbsDifference(expected.out), 1e-5)
+        XCTAssertLessThan(try Tensor(npyFile: path("lse.npy")).maxAbsDifference(expected.lse), 1e-5)
+        XCTAssertEqual(try Tensor(npyFile: grads + "/dq.npy").shape, [1, 2, 4, 8])
+        XCTAssertEqual(try Tensor(npyFile: grads + "/dk.npy").shape, [1, 2, 6, 8])
+        XCTAssertEqual(try Tensor(npyFile: grads + "/dv.npy").shape, [1, 2, 6, 8])
+    }
+
+    func testRunRejectsNonfiniteInputsUnlessAllowed() throws {
+        try writeInputs()
+        let k = try Tensor(npyFile: path("k.npy"))
+        k[5] = .nan
+        try k.save(npyFile: path("k.npy"))
+        guard case .invalidArgument("k", let reason)? = kernelLabError(try runJob()) else {
+            return XCTFail("NaN in k accepted")
+        }
+        XCTAssertTrue(reason.contains("flat index 5"), reason)
+        XCTAssertTrue(reason.contains("--allow-nonfinite"), reason)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.npy")))
+
+        // Allowed, the run completes; how NaN propagates is the kernels' contract
+        // (checked against the reference), not the wrapper's.
+        let outcome = try runJob { $0.allowNonfinite = true }
+        XCTAssertEqual(outcome.written.map(\.path), [path("o.npy")])
+        XCTAssertEqual(try Tensor(npyFile: path("o.npy")).shape, [1, 2, 4, 8])
+    }
+
+    func testRunValidatesArguments() throws {
+        try writeInputs()
+        XCTAssertThrows(.invalidArgument(argument: "grads-dir", reason: "grad-out and grads-dir must be given together"),
+                        try runJob { $0.gradOutPath = self.path("do.npy") })
+        guard case .io(_, let reason)? = kernelLabError(try runJob { $0.outPath = self.path("missing/o.npy") }) else {
+            return XCTFail("missing output directory accepted")
+        }
+        XCTAssertTrue(reason.contains("does not exist"), reason)
+
+        try Tensor(shape: [3], values: [1, 2, 3]).save(npyFile: path("slopes.npy"))
+        XCTAssertThrows(.shapeMismatch(argument: "alibi-slopes", expected: "(H=2,)", got: "(3,)"),
+                        try runJob { $0.alibiSlopesPath = self.path("slopes.npy") })
+
+        try Tensor.random(shape: [1, 2, 4, 8], seed: 9).save(npyFile: path("v.npy"))
+        XCTAssertThrows(.shapeMismatch(argument: "v", expected: "(B=1, H=2, Lk=6, d=8), the shape of k", got: "(1, 2, 4, 8)"),
+                        try runJob())
+
+        guard case .io(path("absent.npy"), _)? = kernelLabError(try runJob { $0.qPath = self.path("absent.npy") }) else {
+            return XCTFail("missing input accepted")
+        }
+    }
+
+    // MARK: - the executable
+
+    /// The built `kernel-lab` next to the test bundle, or a skip when this
+    /// build did not produce it.
+    private func executable() throws -> URL {
+        var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+        candidates.append(Bundle.main.bundleURL)
+        for directory in candidates {
+            let url = directory.appendingPathComponent("kernel-lab")
+            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+        }
+        throw XCTSkip("kernel-lab executable not built next to the tests")
+    }
+
+    private func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read before waiting, so a full pipe cannot block the child.
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    func testExecutableInfoAndBadISA() throws {
+        let info = try launch(["info", "--json"])
+        XCTAssertEqual(info.status, 0, info.stderr)
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(info.stdout.utf8)) as? [String: Any])
+
+        let bogus = try launch(["info"], environment: ["KERNELLAB_ISA": "bogus"])
+        XCTAssertNotEqual(bogus.status, 0)
+        XCTAssertTrue(bogus.stderr.contains("KERNELLAB_ISA") && bogus.stderr.contains("bogus"), bogus.stderr)
+        XCTAssertEqual(bogus.stdout, "")
+    }
+
+    func testExecutableAttentionJSONIsClean() throws {
+        let run = try launch(["attention", "--batch", "1", "--heads", "1", "--seq", "8", "--head-dim", "8",
+                              "--threads", "1", "--repeats", "1", "--warmup", "0", "--sgemm-size", "16",
+                              "--pass", "both", "--json"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual((object["results"] as? [Any])?.count, 4)
+
+        let bad = try launch(["attention", "--batch", "1", "--heads", "1", "--seq", "8", "--head-dim", "8", "--threads", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--threads"), bad.stderr)
+    }
+
+    func testExecutableRunAttentionErrors() throws {
+        try writeInputs()
+        let missing = try launch(["run", "attention", "--q", path("nope.npy"), "--k", path("k.npy"), "--v", path("v.npy"),
+                                  "--out", path("o.npy")])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("nope.npy"), missing.stderr)
+
+        let ok = try launch(["run", "attention", "--q", path("q.npy"), "--k", path("k.npy"), "--v", path("v.npy"),
+                             "--out", path("o.npy"), "--threads", "1", "--impl", "unfused"])
+        XCTAssertEqual(ok.status, 0, ok.stderr)
+        XCTAssertEqual(try Tensor(npyFile: path("o.npy")).shape, [1, 2, 4, 8])
+    }
+}
