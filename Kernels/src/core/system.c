@@ -48,7 +48,38 @@ const char *kl_blas_core(void) { return openblas_get_corename(); }
 
 void kl_blas_threads(int threads) { openblas_set_num_threads(threads < 1 ? 1 : threads); }
 
+// Cache sizes from sysfs (what the kernel derived from the cache topology);
+// sysconf as the fallback. In VMs glibc's sysconf can misreport (seen here:
+// an L3 of 320 MiB where sysfs and lscpu say 32 MiB).
+static size_t kl_cache_sysfs(int level) {
+    for (int idx = 0; idx < 8; idx++) {
+        char path[96], buf[64];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", idx);
+        FILE *f = fopen(path, "r");
+        if (!f) break;
+        int lv = 0;
+        if (fscanf(f, "%d", &lv) != 1) lv = 0;
+        fclose(f);
+        if (lv != level) continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", idx);
+        if (!(f = fopen(path, "r"))) continue;
+        int is_instruction = fgets(buf, sizeof buf, f) && strncmp(buf, "Instruction", 11) == 0;
+        fclose(f);
+        if (is_instruction) continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", idx);
+        if (!(f = fopen(path, "r"))) continue;
+        size_t kib = 0;
+        char unit = 0;
+        int got = fscanf(f, "%zu%c", &kib, &unit);
+        fclose(f);
+        if (got >= 1) return unit == 'M' ? kib << 20 : kib << 10;
+    }
+    return 0;
+}
+
 size_t kl_cache_bytes(int level) {
+    size_t s = kl_cache_sysfs(level);
+    if (s) return s;
     long v = -1;
     switch (level) {
     case 1: v = sysconf(_SC_LEVEL1_DCACHE_SIZE); break;
