@@ -182,7 +182,10 @@ typedef struct {
 
 /// Gradients, shaped like their inputs. du, ddelta, dA, dB, dC are required;
 /// dD, dz, ddelta_bias, dh0 are written when non-NULL (and must be non-NULL
-/// when the matching input is given, except dh0 which is optional).
+/// when the matching input is given, except dh0 which is optional). For an
+/// absent input the gradient written is zero; dh0 is the gradient with respect
+/// to the initial state even when h0 is absent (a zero state). A successful
+/// call leaves kl_last_error() empty.
 typedef struct {
     float *du, *ddelta, *dA, *dB, *dC;
     float *dD, *dz, *ddelta_bias, *dh0;

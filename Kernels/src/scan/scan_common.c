@@ -215,6 +215,8 @@ kl_status kl_scan_bwd(const kl_scan_params *p, kl_impl impl, const kl_scan_input
     if (in->delta_bias && !gr->ddelta_bias)
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "delta_bias is given, so ddelta_bias is required");
     kl_clear_error();
+    // A gradient buffer for an absent input is written too: with zeros.
+    if (!in->z && gr->dz) memset(gr->dz, 0, (size_t)p->batch * p->channels * p->seq_len * sizeof(float));
     return impl == KL_IMPL_FUSED ? kl_scan_fused_bwd(p, in, dout, dlast, saved, gr, ws, ws_bytes, pool)
                                  : kl_scan_unfused_bwd(p, in, dout, dlast, gr, ws, ws_bytes, pool);
 }
