@@ -108,3 +108,13 @@ func cString(_ pointer: UnsafePointer<CChar>?) -> String {
 func describeShape(_ shape: [Int]) -> String {
     shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
 }
+
+/// Kernels read inputs while writing outputs, so an output must not overlap
+/// an input or another output. Throws naming the first output that does.
+func checkDistinct(outputs: [(String, Tensor)], inputs: [(String, Tensor)]) throws {
+    for (index, (name, tensor)) in outputs.enumerated() {
+        for (otherName, other) in inputs + outputs[..<index] where tensor.sharesStorage(with: other) {
+            throw KernelLabError.invalidArgument(argument: name, reason: "must not share memory with '\(otherName)'")
+        }
+    }
+}

@@ -118,11 +118,18 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(reason.contains("--allow-nonfinite"), reason)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("o.npy")))
 
-        // Allowed, the run completes; how NaN propagates is the kernels' contract
-        // (checked against the reference), not the wrapper's.
-        let outcome = try runJob { $0.allowNonfinite = true }
-        XCTAssertEqual(outcome.written.map(\.path), [path("o.npy")])
-        XCTAssertEqual(try Tensor(npyFile: path("o.npy")).shape, [1, 2, 4, 8])
+        // Allowed, the run completes and the NaN reaches the output. k[5] is
+        // key 0 of head 0, which every (non-causal) query of head 0 attends:
+        // all of head 0 depends on it, none of head 1 does.
+        for impl in KernelImpl.allCases {
+            let outcome = try runJob { $0.allowNonfinite = true; $0.impl = impl }
+            XCTAssertEqual(outcome.written.map(\.path), [path("o.npy")])
+            let out = try Tensor(npyFile: path("o.npy"))
+            XCTAssertEqual(out.shape, [1, 2, 4, 8])
+            let values = out.toArray()
+            XCTAssertTrue(values[..<32].allSatisfy(\.isNaN), "\(impl): head 0 is \(values[..<32])")
+            XCTAssertTrue(values[32...].allSatisfy(\.isFinite), "\(impl): head 1 is \(values[32...])")
+        }
     }
 
     func testRunValidatesArguments() throws {
@@ -149,32 +156,8 @@ final class CLITests: XCTestCase {
 
     // MARK: - the executable
 
-    /// The built `kernel-lab` next to the test bundle, or a skip when this
-    /// build did not produce it.
-    private func executable() throws -> URL {
-        var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-        candidates.append(Bundle.main.bundleURL)
-        for directory in candidates {
-            let url = directory.appendingPathComponent("kernel-lab")
-            if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-        }
-        throw XCTSkip("kernel-lab executable not built next to the tests")
-    }
-
     private func launch(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        // Read before waiting, so a full pipe cannot block the child.
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        try launchKernelLab(arguments, environment: environment)
     }
 
     func testExecutableInfoAndBadISA() throws {
@@ -213,4 +196,34 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertEqual(try Tensor(npyFile: path("o.npy")).shape, [1, 2, 4, 8])
     }
+}
+
+/// The built `kernel-lab` next to the test bundle, or a skip when this build
+/// did not produce it.
+func kernelLabExecutable() throws -> URL {
+    var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
+    candidates.append(Bundle.main.bundleURL)
+    for directory in candidates {
+        let url = directory.appendingPathComponent("kernel-lab")
+        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
+    }
+    throw XCTSkip("kernel-lab executable not built next to the tests")
+}
+
+/// Runs `kernel-lab` with `arguments` (and extra `environment` variables)
+/// and returns its exit status and output.
+func launchKernelLab(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    let process = Process()
+    process.executableURL = try kernelLabExecutable()
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    // Read before waiting, so a full pipe cannot block the child.
+    let stdout = out.fileHandleForReading.readDataToEndOfFile()
+    let stderr = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }

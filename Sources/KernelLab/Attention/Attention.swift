@@ -231,16 +231,6 @@ public enum Attention {
         "(B=\(shape.batch), H=\(shape.heads), Lq=\(shape.queryLength), d=\(shape.headDim))"
     }
 
-    /// Kernels read inputs while writing outputs, so an output must not
-    /// overlap an input or another output.
-    private static func checkDistinct(outputs: [(String, Tensor)], inputs: [(String, Tensor)]) throws {
-        for (index, (name, tensor)) in outputs.enumerated() {
-            for (otherName, other) in inputs + outputs[..<index] where tensor.sharesStorage(with: other) {
-                throw KernelLabError.invalidArgument(argument: name, reason: "must not share memory with '\(otherName)'")
-            }
-        }
-    }
-
     /// Calls `body` with C parameters whose slope and window pointers are
     /// valid only inside `body`.
     private static func withParameters<R>(

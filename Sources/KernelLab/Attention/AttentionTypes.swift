@@ -24,9 +24,13 @@ public struct AttentionOptions: Sendable, Equatable {
 
 /// Which implementation of a kernel to run.
 public enum KernelImpl: String, CaseIterable, Codable, Sendable {
-    /// One pass over tiles with an online softmax; never materializes the score matrix.
+    /// One pass over tiles that keeps intermediates in cache: attention's online
+    /// softmax never materializes the score matrix; the scan never writes its
+    /// (B, D, L, N) states.
     case fused
-    /// The textbook sequence of OpenBLAS GEMMs and a softmax over a materialized score matrix.
+    /// The textbook sequence of operations with every intermediate materialized:
+    /// OpenBLAS GEMMs around a softmax over the score matrix (attention), one
+    /// pass per tensor op over (B, D, L, N) tensors (the scan).
     case unfused
 
     var cValue: kl_impl {

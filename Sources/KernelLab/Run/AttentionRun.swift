@@ -119,7 +119,7 @@ public struct AttentionRun: Sendable {
         if let gradOut, let gradsDirectory {
             let grads = try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
                                                options: options, impl: impl, pool: pool)
-            try createDirectory(gradsDirectory)
+            try createGradsDirectory(gradsDirectory)
             for (name, tensor) in [("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)] {
                 let path = URL(fileURLWithPath: gradsDirectory).appendingPathComponent("\(name).npy").path
                 try tensor.save(npyFile: path)
@@ -138,21 +138,5 @@ public struct AttentionRun: Sendable {
                     + (checkFinite == nil ? "; pass --allow-nonfinite to compute anyway (NaN and Inf then propagate)" : ""))
         }
         return tensor
-    }
-
-    private func checkParentDirectory(of path: String, argument: String) throws {
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw KernelLabError.io(path: path, reason: "cannot write \(argument): directory '\(directory)' does not exist")
-        }
-    }
-
-    private func createDirectory(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw KernelLabError.io(path: path, reason: "cannot create grads-dir: \(error.localizedDescription)")
-        }
     }
 }

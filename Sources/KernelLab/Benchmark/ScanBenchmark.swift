@@ -1,0 +1,330 @@
+import Foundation
+
+/// Times the selective-scan kernels for one shape: each requested
+/// implementation and pass, plus an OpenBLAS sgemm of the same thread count
+/// as reference.
+///
+/// Inputs follow Mamba's defaults: D, z and delta_bias are given, softplus
+/// is on, A[d, n] = -(n + 1) (Mamba's S4D-real initialization), delta is
+/// uniform in [-3, 1] and delta_bias in [-6.9, -2.25] (softplus⁻¹ of Mamba's
+/// dt range 0.001...0.1), so delta' stays in a stable range. There is no h0
+/// and no gradient into the last state, as in training.
+///
+/// A backward pass is timed alone, as in training: the forward runs once,
+/// untimed, saving its chunk states, and the fused backward reuses them. Its
+/// peak extra memory counts those saved states beside the workspace. The
+/// unfused backward ignores saved states (it rematerializes every state), so
+/// it is neither given nor charged them.
+///
+/// Inputs, outputs, saved states and one workspace (sized for the largest
+/// call) are allocated once before timing, so timed loops allocate no buffers.
+public struct ScanBenchmark: Sendable {
+    /// The sizes of the call.
+    public var shape: ScanShape
+    /// Threads for the kernels and for the reference sgemm.
+    public var threads: Int
+    /// Implementations to time, in order.
+    public var impls: [KernelImpl]
+    /// Passes to time, in order.
+    public var passes: [KernelPass]
+    /// Untimed calls before timing.
+    public var warmup: Int
+    /// Timed calls; the report gives their median.
+    public var repeats: Int
+    /// The size n of the reference n x n sgemm.
+    public var sgemmSize: Int
+    /// Seed of the random inputs.
+    public var seed: UInt64
+
+    /// Creates a benchmark description; `run()` validates it.
+    public init(
+        shape: ScanShape, threads: Int = 1,
+        impls: [KernelImpl] = KernelImpl.allCases, passes: [KernelPass] = [.forward],
+        warmup: Int = 2, repeats: Int = 10, sgemmSize: Int = 2048, seed: UInt64 = 0
+    ) {
+        self.shape = shape
+        self.threads = threads
+        self.impls = impls
+        self.passes = passes
+        self.warmup = warmup
+        self.repeats = repeats
+        self.sgemmSize = sgemmSize
+        self.seed = seed
+    }
+
+    /// Runs the benchmark. `progress`, if given, receives a line before each
+    /// timed section (for a terminal; never part of the report).
+    ///
+    /// - Throws: `KernelLabError` for invalid settings or a kernel failure.
+    public func run(progress: ((String) -> Void)? = nil) throws -> ScanBenchmarkReport {
+        guard !impls.isEmpty else {
+            throw KernelLabError.invalidArgument(argument: "impls", reason: "name at least one implementation")
+        }
+        guard !passes.isEmpty else {
+            throw KernelLabError.invalidArgument(argument: "passes", reason: "name at least one pass")
+        }
+        guard warmup >= 0 else {
+            throw KernelLabError.invalidArgument(argument: "warmup", reason: "must be >= 0, got \(warmup)")
+        }
+        guard repeats >= 1 else {
+            throw KernelLabError.invalidArgument(argument: "repeats", reason: "must be >= 1, got \(repeats)")
+        }
+        let pool = try ThreadPool(threads: threads)
+        let isa = try ISA.active
+        let options = ScanOptions(deltaSoftplus: true)
+
+        var workspaceBytes = 0
+        for impl in impls {
+            for pass in passes {
+                workspaceBytes = max(workspaceBytes, try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads))
+            }
+        }
+        let workspace = try Workspace(bytes: workspaceBytes)
+        let inputs = try ScanBenchmarkInputs(shape: shape, seed: seed)
+        let out = try Tensor(shape: shape.sequenceShape)
+        let lastState = try Tensor(shape: shape.stateShape)
+        let needsBackward = passes.contains(.backward)
+        func backwardOnly(_ shape: [Int]) -> [Int] { needsBackward ? shape : [0] }
+        let saved = try Tensor(shape: backwardOnly(Scan.savedStatesShape(shape)))
+        let gradOut = try Tensor.random(shape: backwardOnly(shape.sequenceShape), seed: seed &+ 10)
+        let du = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        let ddelta = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        let dA = try Tensor(shape: backwardOnly(shape.transitionShape))
+        let dB = try Tensor(shape: backwardOnly(shape.projectionShape))
+        let dC = try Tensor(shape: backwardOnly(shape.projectionShape))
+        let dD = try Tensor(shape: backwardOnly(shape.channelShape))
+        let dz = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        let ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
+
+        progress?("sgemm n=\(sgemmSize), \(threads) thread(s)")
+        let sgemm = try SgemmBenchmark.run(n: sgemmSize, threads: threads, warmup: max(warmup, 1), repeats: repeats)
+
+        var results: [ScanBenchmarkResult] = []
+        for pass in passes {
+            for impl in impls {
+                progress?("scan \(impl.rawValue) \(pass.rawValue) \(shape), \(threads) thread(s)")
+                let samples: Samples
+                var savedBytes = 0
+                switch pass {
+                case .forward:
+                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
+                        try Scan.forward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
+                                         D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
+                                         into: out, lastState: lastState,
+                                         options: options, impl: impl, pool: pool, workspace: workspace)
+                    }
+                    Benchmark.blackHole(out[0])
+                case .backward:
+                    let savedStates = impl == .fused ? saved : nil
+                    savedBytes = (savedStates?.count ?? 0) * MemoryLayout<Float>.stride
+                    try Scan.forward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
+                                     D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
+                                     into: out, lastState: lastState, saved: savedStates,
+                                     options: options, impl: impl, pool: pool, workspace: workspace)
+                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
+                        try Scan.backward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
+                                          D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
+                                          gradOut: gradOut, saved: savedStates,
+                                          into: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC,
+                                          dD: dD, dz: dz, ddeltaBias: ddeltaBias,
+                                          options: options, impl: impl, pool: pool, workspace: workspace)
+                    }
+                    Benchmark.blackHole(du[0])
+                }
+                let cost = try Scan.cost(shape: shape, impl: impl, pass: pass)
+                let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
+                let workspaceBytes = try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
+                results.append(ScanBenchmarkResult(
+                    impl: impl, pass: pass, threads: threads, isa: isa, shape: shape,
+                    samples: samples, flops: cost.flops, gflops: gflops,
+                    fractionOfSgemm: sgemm.gflops > 0 ? gflops / sgemm.gflops : 0,
+                    workspaceBytes: workspaceBytes, savedStateBytes: savedBytes))
+            }
+        }
+        return ScanBenchmarkReport(
+            results: results, sgemmGflops: sgemm.gflops, sgemmSize: sgemmSize,
+            cpuModel: (try? SystemInfo.current().cpuModel) ?? "unknown")
+    }
+}
+
+/// The random inputs of a scan benchmark, with Mamba's defaults (see `ScanBenchmark`).
+private struct ScanBenchmarkInputs {
+    let u, delta, A, B, C, D, z, deltaBias: Tensor
+
+    init(shape: ScanShape, seed: UInt64) throws {
+        u = try Tensor.random(shape: shape.sequenceShape, seed: seed)
+        delta = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 1, range: -3...1)
+        let n = shape.state
+        A = try Tensor(shape: shape.transitionShape,
+                       values: (0..<shape.channels * n).map { -Float($0 % n + 1) })
+        B = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 2)
+        C = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 3)
+        D = try Tensor(shape: shape.channelShape, values: [Float](repeating: 1, count: shape.channels))
+        z = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 4)
+        deltaBias = try Tensor.random(shape: shape.channelShape, seed: seed &+ 5, range: -6.9 ... -2.25)
+    }
+}
+
+/// One timed (implementation, pass) of a scan benchmark.
+public struct ScanBenchmarkResult: Codable, Sendable, Equatable {
+    /// Always "scan".
+    public var kernel = "scan"
+    /// The implementation timed.
+    public var impl: KernelImpl
+    /// The pass timed.
+    public var pass: KernelPass
+    /// Threads of the pool.
+    public var threads: Int
+    /// The ISA path the kernels used.
+    public var isa: ISA
+    /// B.
+    public var batch: Int
+    /// D.
+    public var channels: Int
+    /// L.
+    public var seq: Int
+    /// N.
+    public var state: Int
+    /// G.
+    public var groups: Int
+    /// Timed runs.
+    public var repeats: Int
+    /// Median time of one call.
+    public var medianSeconds: Double
+    /// 10th-percentile time of one call.
+    public var p10Seconds: Double
+    /// 90th-percentile time of one call.
+    public var p90Seconds: Double
+    /// Fastest call.
+    public var minSeconds: Double
+    /// The median time per (batch, channel, step) element, in nanoseconds.
+    public var nsPerElement: Double
+    /// FLOPs of one call, by the kernel's convention (`Scan.cost`).
+    public var flops: Double
+    /// `flops` over the median time.
+    public var gflops: Double
+    /// `gflops` over the reference sgemm's GFLOP/s.
+    public var fractionOfSgemm: Double
+    /// The call's workspace.
+    public var workspaceBytes: Int
+    /// The forward's saved chunk states that the timed backward read (0 for
+    /// the forward, and for the unfused backward, which does not use them).
+    public var savedStateBytes: Int
+    /// All the extra memory of the call: workspace plus saved states.
+    public var peakExtraBytes: Int
+
+    init(impl: KernelImpl, pass: KernelPass, threads: Int, isa: ISA, shape: ScanShape,
+         samples: Samples, flops: Double, gflops: Double, fractionOfSgemm: Double,
+         workspaceBytes: Int, savedStateBytes: Int) {
+        self.impl = impl
+        self.pass = pass
+        self.threads = threads
+        self.isa = isa
+        batch = shape.batch
+        channels = shape.channels
+        seq = shape.seqLen
+        state = shape.state
+        groups = shape.groups
+        repeats = samples.seconds.count
+        medianSeconds = samples.median
+        p10Seconds = samples.p10
+        p90Seconds = samples.p90
+        minSeconds = samples.min
+        nsPerElement = samples.median * 1e9 / Double(shape.elements)
+        self.flops = flops
+        self.gflops = gflops
+        self.fractionOfSgemm = fractionOfSgemm
+        self.workspaceBytes = workspaceBytes
+        self.savedStateBytes = savedStateBytes
+        peakExtraBytes = workspaceBytes + savedStateBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case kernel, impl, pass, threads, isa, batch, channels, seq, state, groups, repeats
+        case medianSeconds = "median_seconds"
+        case p10Seconds = "p10_seconds"
+        case p90Seconds = "p90_seconds"
+        case minSeconds = "min_seconds"
+        case nsPerElement = "ns_per_element"
+        case flops, gflops
+        case fractionOfSgemm = "fraction_of_sgemm"
+        case workspaceBytes = "workspace_bytes"
+        case savedStateBytes = "saved_state_bytes"
+        case peakExtraBytes = "peak_extra_bytes"
+    }
+}
+
+/// The outcome of a `ScanBenchmark` run.
+public struct ScanBenchmarkReport: Codable, Sendable, Equatable {
+    /// One entry per (pass, implementation), in the order run.
+    public var results: [ScanBenchmarkResult]
+    /// GFLOP/s of the reference sgemm in the same run.
+    public var sgemmGflops: Double
+    /// Its matrix size n.
+    public var sgemmSize: Int
+    /// The CPU the run was on.
+    public var cpuModel: String
+    /// Per pass ("forward", "backward"): the unfused median time over the
+    /// fused one, i.e. how many times faster the fused kernel is. Only for
+    /// passes where both implementations ran.
+    public var speedups: [String: Double]
+
+    init(results: [ScanBenchmarkResult], sgemmGflops: Double, sgemmSize: Int, cpuModel: String) {
+        self.results = results
+        self.sgemmGflops = sgemmGflops
+        self.sgemmSize = sgemmSize
+        self.cpuModel = cpuModel
+        var speedups: [String: Double] = [:]
+        for pass in KernelPass.allCases {
+            let rows = results.filter { $0.pass == pass }
+            if let fused = rows.first(where: { $0.impl == .fused }),
+               let unfused = rows.first(where: { $0.impl == .unfused }),
+               fused.medianSeconds > 0 {
+                speedups[pass.rawValue] = unfused.medianSeconds / fused.medianSeconds
+            }
+        }
+        self.speedups = speedups
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case results
+        case sgemmGflops = "sgemm_gflops"
+        case sgemmSize = "sgemm_n"
+        case cpuModel = "cpu_model"
+        case speedups
+    }
+
+    /// The report as one JSON object with sorted keys.
+    public func json() throws -> String {
+        try encodeJSON(self)
+    }
+
+    /// The report as an aligned text table followed by the sgemm reference
+    /// and the fused/unfused speedups. A row's speedup is the unfused median
+    /// of its pass over its own ("-" unless both implementations ran).
+    public func table() -> String {
+        var rows = [["impl", "pass", "threads", "isa", "shape BxDxLxNxG", "median ms", "ns/elem",
+                     "GFLOP/s", "peak extra", "speedup"]]
+        for r in results {
+            let speedup = speedups[r.pass.rawValue].map { (fused: Double) in
+                String(format: "%.2fx", r.impl == .fused ? fused : 1.0)
+            } ?? "-"
+            rows.append([
+                r.impl.rawValue, r.pass.rawValue, String(r.threads), r.isa.rawValue,
+                "\(r.batch)x\(r.channels)x\(r.seq)x\(r.state)x\(r.groups)",
+                String(format: "%.3f", r.medianSeconds * 1e3), String(format: "%.2f", r.nsPerElement),
+                String(format: "%.1f", r.gflops), formatBytes(r.peakExtraBytes), speedup,
+            ])
+        }
+        var lines = [formatTable(rows, rightAligned: [2, 5, 6, 7, 8, 9])]
+        let threads = results.first?.threads ?? 1
+        lines.append(String(format: "sgemm n=%d, %d thread(s): %.1f GFLOP/s", sgemmSize, threads, sgemmGflops))
+        if !speedups.isEmpty {
+            let parts = KernelPass.allCases.compactMap { pass in
+                speedups[pass.rawValue].map { "\(pass.rawValue) " + String(format: "%.2fx", $0) }
+            }
+            lines.append("speedup fused over unfused: " + parts.joined(separator: ", "))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
