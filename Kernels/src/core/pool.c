@@ -1,6 +1,7 @@
 // A small fork-join thread pool: the caller is thread 0, workers sleep on a
 // condition variable between runs (spinning would steal the other core of a
-// shared 2-core machine).
+// shared 2-core machine). With pinning on, thread t runs on the t-th CPU of
+// the NUMA-interleaved order (the caller only while a run lasts).
 #define _GNU_SOURCE  // pthread_setaffinity_np, CPU_SET
 #include "internal.h"
 #include <numa.h>
@@ -17,6 +18,7 @@ struct kl_pool {
     unsigned long generation;
     int pending;
     int stop;
+    int caller_cpu;   // CPU of thread 0 during runs, -1 when not pinning
     void (*fn)(void *, int, int);
     void *ctx;
 };
@@ -86,6 +88,7 @@ kl_status kl_pool_create(int threads, kl_pool **out) {
         int ncpu = kl_cpu_order(order, 1024);
         const char *pin = getenv("KERNELLAB_PIN");
         int pinning = !(pin && strcmp(pin, "0") == 0);
+        p->caller_cpu = pinning && ncpu > 0 ? order[0] : -1;
         for (int t = 1; t < threads; t++) {
             kl_worker_arg *arg = malloc(sizeof *arg);
             if (!p->workers || !arg) {
@@ -127,6 +130,18 @@ int kl_pool_threads(const kl_pool *p) { return p ? p->threads : 1; }
 
 void kl_pool_run(kl_pool *p, void (*fn)(void *, int, int), void *ctx) {
     if (!p || p->threads == 1) { fn(ctx, 0, 1); return; }
+    // The caller is thread 0: pin it to the CPU no worker owns for the length
+    // of the run, then give its affinity back. Unpinned, it can share a CPU
+    // with a pinned worker until the scheduler moves it, which costs short
+    // kernels most of their parallel speedup.
+    cpu_set_t saved;
+    int restore = p->caller_cpu >= 0 && pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+    if (restore) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(p->caller_cpu, &one);
+        if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) restore = 0;
+    }
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
@@ -138,4 +153,5 @@ void kl_pool_run(kl_pool *p, void (*fn)(void *, int, int), void *ctx) {
     pthread_mutex_lock(&p->mu);
     while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+    if (restore) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
 }
