@@ -1,5 +1,5 @@
 # KernelLab: the commands people type.
-#   make report   fused-vs-unfused attention report for this machine (reports/)
+#   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
 #   make test     build and run the test suite
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
@@ -9,7 +9,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: all deps build release test report attention-report clean
+.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings clean
 
 all: build
 
@@ -34,24 +34,50 @@ release: deps
 test: deps
 	$(SWIFT) test --disable-swift-testing
 
-# The main job. Until the roofline profiler lands this is the fused-vs-unfused
-# attention comparison at the shapes of the README's table.
-report: attention-report
+# The main job: this machine's ceilings (measured once, then reused from
+# Profiles/machines/), the roofline report of the default suite, and the
+# fused-vs-unfused tables of both kernels. Ends with the report's location and
+# its five-line summary.
+report: roofline-report attention-report scan-report
+	@echo
+	@echo "roofline report: $(REPORTS)/roofline/roofline.html (also .md .svg .json .csv)"
+	@echo "tables:          $(REPORTS)/attention.md $(REPORTS)/scan.md"
+	@cat $(REPORTS)/roofline/summary.txt
+
+roofline-report: release
+	@mkdir -p $(REPORTS)/roofline
+	@$(BIN_RELEASE) roofline --suite default --threads $(THREADS) --out $(REPORTS)/roofline | tee $(REPORTS)/roofline/.summary.tmp
+	@tail -n 5 $(REPORTS)/roofline/.summary.tmp > $(REPORTS)/roofline/summary.txt && rm -f $(REPORTS)/roofline/.summary.tmp
+
+ceilings: release
+	@$(BIN_RELEASE) ceilings --threads $(THREADS)
 
 attention-report: release
 	@mkdir -p $(REPORTS)
 	@$(BIN_RELEASE) info | tee $(REPORTS)/machine.txt
 	@tmp=$(REPORTS)/.attention.md.tmp; : > $$tmp; \
-	for args in "--seq 1024" "--seq 4096" "--seq 4096 --causal" "--seq 4096 --head-dim 128"; do \
+	for args in "--seq 1024 --head-dim 64" "--seq 4096 --head-dim 64" "--seq 4096 --head-dim 64 --causal" "--seq 4096 --head-dim 128"; do \
 	  for t in 1 $(THREADS); do \
-	    hd=""; case "$$args" in *head-dim*) ;; *) hd="--head-dim 64";; esac; \
-	    echo "kernel-lab attention --batch 1 --heads 8 $$args $$hd --threads $$t --pass both --impl both --repeats 3" | tee -a $$tmp; \
-	    $(BIN_RELEASE) attention --batch 1 --heads 8 $$args $$hd --threads $$t --pass both --impl both --repeats 3 | tee -a $$tmp || exit 1; \
+	    cmd="kernel-lab attention --batch 1 --heads 8 $$args --threads $$t --pass both --impl both --repeats 3"; \
+	    echo "$$cmd" | tee -a $$tmp; \
+	    $(BIN_RELEASE) $${cmd#kernel-lab } | tee -a $$tmp || exit 1; \
 	    echo >> $$tmp; \
 	    [ "$$t" = "$(THREADS)" ] && break; \
 	  done; \
 	done; mv $$tmp $(REPORTS)/attention.md
-	@echo "report written to $(REPORTS)/attention.md"
+	@echo "attention report written to $(REPORTS)/attention.md"
+
+scan-report: release
+	@mkdir -p $(REPORTS)
+	@tmp=$(REPORTS)/.scan.md.tmp; : > $$tmp; \
+	for t in 1 $(THREADS); do \
+	  cmd="kernel-lab scan --batch 1 --channels 1024 --seq 4096 --state 16 --threads $$t --pass both --impl both --repeats 3"; \
+	  echo "$$cmd" | tee -a $$tmp; \
+	  $(BIN_RELEASE) $${cmd#kernel-lab } | tee -a $$tmp || exit 1; \
+	  echo >> $$tmp; \
+	  [ "$$t" = "$(THREADS)" ] && break; \
+	done; mv $$tmp $(REPORTS)/scan.md
+	@echo "scan report written to $(REPORTS)/scan.md"
 
 clean:
 	rm -rf .build $(REPORTS)

@@ -253,6 +253,16 @@ kl_status kl_ceiling_exp(kl_isa isa, long iters, kl_pool *pool, kl_ceiling_run *
 kl_status kl_ceiling_bandwidth(kl_isa isa, kl_bw_kernel kernel, size_t bytes_per_thread, long iters,
                                int node, kl_pool *pool, kl_ceiling_run *out);
 
+/// Independent STREAM-style triad (cross-check of the DRAM triad above):
+/// a[i] = b[i] + s * c[i] as a plain C loop (no intrinsics, baseline ISA),
+/// three arrays of `array_bytes` each (0 = 4x the last-level cache, STREAM's
+/// rule) shared by the pool's threads in static slices and first touched by
+/// them, each pass timed on the caller fork/join included. Runs `trials`
+/// passes (>= 2), discards the first and reports the fastest of the rest:
+/// its seconds and 12 bytes per element (STREAM's count; write-allocate not
+/// counted).
+kl_status kl_ceiling_stream_triad_check(size_t array_bytes, int trials, kl_pool *pool, kl_ceiling_run *out);
+
 // ------------------------------------------------------------------ BLAS ---
 
 /// C (m x n) = A (m x k) B (k x n), row-major, through OpenBLAS with `threads`

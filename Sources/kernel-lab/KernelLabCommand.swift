@@ -7,5 +7,6 @@ struct KernelLabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernel-lab",
         abstract: "Measure fused and unfused CPU kernels against OpenBLAS.",
-        subcommands: [InfoCommand.self, AttentionCommand.self, ScanCommand.self, RunCommand.self])
+        subcommands: [InfoCommand.self, AttentionCommand.self, ScanCommand.self, RunCommand.self, CeilingsCommand.self,
+                      RooflineCommand.self])
 }

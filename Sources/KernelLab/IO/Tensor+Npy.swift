@@ -90,38 +90,16 @@ extension Tensor {
     /// - Throws: `KernelLabError.io` when the directory does not exist or is
     ///   not writable, or a write, flush or rename fails.
     public func save(npyFile path: String) throws {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
-        guard !name.isEmpty else {
-            throw KernelLabError.io(path: path, reason: "the path names a directory, not a file")
+        try writeFileAtomically(path) { file in
+            let header = Npy.encodeHeader(shape: shape)
+            try header.withUnsafeBytes { try file.write($0, reportedPath: path) }
+            #if _endian(big)
+            let data = toArray().map { $0.bitPattern.littleEndian }
+            try data.withUnsafeBytes { try file.write($0, reportedPath: path) }
+            #else
+            try withUnsafeBufferPointer { try file.write(UnsafeRawBufferPointer($0), reportedPath: path) }
+            #endif
         }
-        // Same directory, so that rename() is atomic (never across file systems).
-        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-        let temporaryPath = (directory == "/" ? "" : directory) + "/.\(name).\(getpid()).\(suffix).tmp"
-
-        var file: FileDescriptor
-        do {
-            file = try FileDescriptor.createExclusive(temporaryPath)
-        } catch KernelLabError.io(_, let reason) {
-            throw KernelLabError.io(path: path, reason: "cannot create a file in '\(directory)': \(reason)")
-        }
-        var renamed = false
-        defer {
-            if !renamed { _ = unlink(temporaryPath) }
-        }
-        let header = Npy.encodeHeader(shape: shape)
-        try header.withUnsafeBytes { try file.write($0, reportedPath: path) }
-        #if _endian(big)
-        let data = toArray().map { $0.bitPattern.littleEndian }
-        try data.withUnsafeBytes { try file.write($0, reportedPath: path) }
-        #else
-        try withUnsafeBufferPointer { try file.write(UnsafeRawBufferPointer($0), reportedPath: path) }
-        #endif
-        try file.sync(reportedPath: path)
-        try file.close(reportedPath: path)
-        guard rename(temporaryPath, path) == 0 else { throw FileDescriptor.ioError(path) }
-        renamed = true
     }
 
     /// Writes the tensor as a NumPy `.npy` file; see `save(npyFile:)` taking a path.

@@ -27,6 +27,13 @@ public struct SystemInfo: Codable, Sendable, Equatable {
         public var l2: Int
         /// Level 3 cache.
         public var l3: Int
+
+        /// Sizes in bytes; 0 for an unknown level.
+        public init(l1: Int, l2: Int, l3: Int) {
+            self.l1 = l1
+            self.l2 = l2
+            self.l3 = l3
+        }
     }
 
     enum CodingKeys: String, CodingKey {

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Writes the file at `path` whole or not at all: `body` writes into a new
+/// temporary file in the same directory, which is flushed and then renamed
+/// over `path`. On failure no partial file is left behind and an existing
+/// file at `path` is unchanged.
+///
+/// - Throws: `KernelLabError.io` when the directory does not exist or is not
+///   writable, or a write, flush or rename fails; rethrows what `body` throws.
+func writeFileAtomically(_ path: String, _ body: (borrowing FileDescriptor) throws -> Void) throws {
+    let slash = path.lastIndex(of: "/")
+    let directory = slash.map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+    let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+    guard !name.isEmpty else {
+        throw KernelLabError.io(path: path, reason: "the path names a directory, not a file")
+    }
+    // Same directory, so that rename() is atomic (never across file systems).
+    let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
+    let temporaryPath = (directory == "/" ? "" : directory) + "/.\(name).\(getpid()).\(suffix).tmp"
+
+    var file: FileDescriptor
+    do {
+        file = try FileDescriptor.createExclusive(temporaryPath)
+    } catch KernelLabError.io(_, let reason) {
+        throw KernelLabError.io(path: path, reason: "cannot create a file in '\(directory)': \(reason)")
+    }
+    var renamed = false
+    defer {
+        if !renamed { _ = unlink(temporaryPath) }
+    }
+    try body(file)
+    try file.sync(reportedPath: path)
+    try file.close(reportedPath: path)
+    guard rename(temporaryPath, path) == 0 else { throw FileDescriptor.ioError(path) }
+    renamed = true
+}
+
+/// Writes `bytes` to `path` whole or not at all; see `writeFileAtomically(_:_:)`.
+func writeFileAtomically(_ path: String, bytes: [UInt8]) throws {
+    try writeFileAtomically(path) { file in
+        try bytes.withUnsafeBytes { try file.write($0, reportedPath: path) }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+
+/// The timing of one suite run (a case at one pass and implementation) and
+/// its cost model.
+public struct RooflineMeasurement: Sendable {
+    /// What was run.
+    public var run: RooflineRun
+    /// The timed calls.
+    public var samples: Samples
+    /// FLOPs, bytes and exps of one call (`kl_attn_cost` / `kl_scan_cost`).
+    public var cost: KernelCost
+    /// The call's workspace, its peak extra memory.
+    public var workspaceBytes: Int
+
+    /// Creates a measurement (the runner makes them; tests may too).
+    public init(run: RooflineRun, samples: Samples, cost: KernelCost, workspaceBytes: Int) {
+        self.run = run
+        self.samples = samples
+        self.cost = cost
+        self.workspaceBytes = workspaceBytes
+    }
+}
+
+/// Runs the cases of a suite through the Swift kernel APIs and times them.
+///
+/// One pool and one workspace serve the whole suite; each case's inputs and
+/// outputs are allocated once, before its timed loops, so the loops allocate
+/// nothing. A backward pass is timed alone, as the benchmarks do: its forward
+/// runs once, untimed (the fused scan's forward saves its chunk states for
+/// the backward, as in training).
+public struct RooflineRunner: Sendable {
+    /// Threads for every kernel (and OpenBLAS in the unfused ones).
+    public var threads: Int
+    /// Seed of the random inputs.
+    public var seed: UInt64
+
+    /// Creates a runner.
+    public init(threads: Int, seed: UInt64 = 0) {
+        self.threads = threads
+        self.seed = seed
+    }
+
+    /// Measures every run of `suite`, in the suite's order. `progress`
+    /// receives a line before each run (for a terminal; never part of a report).
+    ///
+    /// - Throws: `KernelLabError` for a bad thread count or a kernel failure.
+    public func measure(_ suite: RooflineSuite, progress: ((String) -> Void)? = nil) throws -> [RooflineMeasurement] {
+        let pool = try ThreadPool(threads: threads)
+        let workspace = try Workspace()
+        let runs = suite.runs
+        var measurements: [RooflineMeasurement] = []
+        measurements.reserveCapacity(runs.count)
+        for (caseIndex, item) in suite.cases.enumerated() {
+            let caseRuns = runs.filter { $0.caseIndex == caseIndex }
+            let report = { (run: RooflineRun) in
+                let position = measurements.count + 1
+                progress?("[\(position)/\(runs.count)] \(item.label) \(run.pass.rawValue) \(run.impl.rawValue), "
+                          + "\(self.threads) thread(s), \(run.warmup) warm-up + \(run.repeats) timed")
+            }
+            switch item.shape {
+            case let .attention(shape, causal):
+                let bench = try AttentionCase(shape: shape, causal: causal, runs: caseRuns, seed: seed)
+                for run in caseRuns {
+                    report(run)
+                    measurements.append(try bench.measure(run, pool: pool, workspace: workspace))
+                }
+            case let .scan(shape):
+                let bench = try ScanCase(shape: shape, runs: caseRuns, seed: seed)
+                for run in caseRuns {
+                    report(run)
+                    measurements.append(try bench.measure(run, pool: pool, workspace: workspace))
+                }
+            }
+        }
+        return measurements
+    }
+}
+
+/// The tensors of one attention case, allocated once.
+private struct AttentionCase {
+    let shape: AttentionShape
+    let options: AttentionOptions
+    let q, k, v, out, lse: Tensor
+    let gradOut, dq, dk, dv: Tensor
+
+    init(shape: AttentionShape, causal: Bool, runs: [RooflineRun], seed: UInt64) throws {
+        self.shape = shape
+        options = AttentionOptions(causal: causal)
+        q = try Tensor.random(shape: shape.queryShape, seed: seed)
+        k = try Tensor.random(shape: shape.keyShape, seed: seed &+ 1)
+        v = try Tensor.random(shape: shape.keyShape, seed: seed &+ 2)
+        out = try Tensor(shape: shape.queryShape)
+        lse = try Tensor(shape: shape.lseShape)
+        // Gradient buffers only when a backward is run (a (0,) tensor otherwise).
+        let backward = runs.contains { $0.pass == .backward }
+        gradOut = try Tensor.random(shape: backward ? shape.queryShape : [0], seed: seed &+ 3)
+        dq = try Tensor(shape: backward ? shape.queryShape : [0])
+        dk = try Tensor(shape: backward ? shape.keyShape : [0])
+        dv = try Tensor(shape: backward ? shape.keyShape : [0])
+    }
+
+    func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
+        let bytes = try Attention.workspaceBytes(shape: shape, options: options, impl: run.impl, pass: run.pass, threads: pool.threads)
+        // Grown before timing, so no timed call allocates.
+        try workspace.ensure(bytes: bytes)
+        let samples: Samples
+        switch run.pass {
+        case .forward:
+            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
+                try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
+                                      options: options, impl: run.impl, pool: pool, workspace: workspace)
+            }
+            Benchmark.blackHole(out[0])
+        case .backward:
+            try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
+                                  options: options, impl: run.impl, pool: pool, workspace: workspace)
+            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
+                try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
+                                       into: dq, dk: dk, dv: dv,
+                                       options: options, impl: run.impl, pool: pool, workspace: workspace)
+            }
+            Benchmark.blackHole(dq[0])
+        }
+        let cost = try Attention.cost(shape: shape, options: options, impl: run.impl, pass: run.pass)
+        return RooflineMeasurement(run: run, samples: samples, cost: cost, workspaceBytes: bytes)
+    }
+}
+
+/// The tensors of one scan case, allocated once. Inputs follow Mamba's
+/// defaults as `ScanBenchmark` does: D, z and delta_bias given, softplus on,
+/// A[d, n] = -(n + 1), delta in [-3, 1], delta_bias in [-6.9, -2.3].
+private struct ScanCase {
+    let shape: ScanShape
+    let options = ScanOptions(deltaSoftplus: true)
+    let u, delta, A, B, C, D, z, deltaBias: Tensor
+    let out, lastState, saved: Tensor
+    let gradOut, du, ddelta, dA, dB, dC, dD, dz, ddeltaBias: Tensor
+
+    init(shape: ScanShape, runs: [RooflineRun], seed: UInt64) throws {
+        self.shape = shape
+        u = try Tensor.random(shape: shape.sequenceShape, seed: seed)
+        delta = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 1, range: -3...1)
+        let n = shape.state
+        A = try Tensor(shape: shape.transitionShape, values: (0..<shape.channels * n).map { -Float($0 % n + 1) })
+        B = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 2)
+        C = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 3)
+        D = try Tensor(shape: shape.channelShape, values: [Float](repeating: 1, count: shape.channels))
+        z = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 4)
+        deltaBias = try Tensor.random(shape: shape.channelShape, seed: seed &+ 5, range: -6.9 ... -2.3)
+        out = try Tensor(shape: shape.sequenceShape)
+        lastState = try Tensor(shape: shape.stateShape)
+        let backward = runs.contains { $0.pass == .backward }
+        func backwardOnly(_ shape: [Int]) -> [Int] { backward ? shape : [0] }
+        saved = try Tensor(shape: backwardOnly(Scan.savedStatesShape(shape)))
+        gradOut = try Tensor.random(shape: backwardOnly(shape.sequenceShape), seed: seed &+ 10)
+        du = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        ddelta = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        dA = try Tensor(shape: backwardOnly(shape.transitionShape))
+        dB = try Tensor(shape: backwardOnly(shape.projectionShape))
+        dC = try Tensor(shape: backwardOnly(shape.projectionShape))
+        dD = try Tensor(shape: backwardOnly(shape.channelShape))
+        dz = try Tensor(shape: backwardOnly(shape.sequenceShape))
+        ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
+    }
+
+    func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
+        let bytes = try Scan.workspaceBytes(shape: shape, impl: run.impl, pass: run.pass, threads: pool.threads)
+        try workspace.ensure(bytes: bytes)
+        let samples: Samples
+        switch run.pass {
+        case .forward:
+            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
+                try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
+                                 into: out, lastState: lastState,
+                                 options: options, impl: run.impl, pool: pool, workspace: workspace)
+            }
+            Benchmark.blackHole(out[0])
+        case .backward:
+            // The unfused backward ignores saved states, so it is not given them.
+            let savedStates = run.impl == .fused ? saved : nil
+            try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
+                             into: out, lastState: lastState, saved: savedStates,
+                             options: options, impl: run.impl, pool: pool, workspace: workspace)
+            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
+                try Scan.backward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
+                                  gradOut: gradOut, saved: savedStates,
+                                  into: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC,
+                                  dD: dD, dz: dz, ddeltaBias: ddeltaBias,
+                                  options: options, impl: run.impl, pool: pool, workspace: workspace)
+            }
+            Benchmark.blackHole(du[0])
+        }
+        let cost = try Scan.cost(shape: shape, impl: run.impl, pass: run.pass)
+        return RooflineMeasurement(run: run, samples: samples, cost: cost, workspaceBytes: bytes)
+    }
+}

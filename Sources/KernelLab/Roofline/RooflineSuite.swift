@@ -1,0 +1,375 @@
+import Foundation
+
+/// A list of kernel cases to place on the roofline, read from
+/// `Profiles/suites/NAME.json`:
+///
+///     {
+///       "name": "default",
+///       "description": "...",
+///       "warmup": 1, "repeats": 3,
+///       "cases": [
+///         {"kernel": "attention", "impl": "both", "pass": "forward",
+///          "batch": 1, "heads": 8, "seq": 4096, "head_dim": 64, "causal": true},
+///         {"kernel": "scan", "impl": "both", "pass": "backward",
+///          "batch": 1, "channels": 1024, "seq": 4096, "state": 16}
+///       ]
+///     }
+///
+/// A bare array of cases is also a suite. `impl` is fused, unfused or both
+/// (both makes a pair: the chart draws an arrow from the unfused point to
+/// its fused twin); `pass` is forward, backward or both. Attention takes
+/// batch, heads, seq, head_dim and optionally kv_seq (default seq) and causal
+/// (default false); the scan takes batch, channels, seq, state and optionally
+/// groups (default 1). Optional per case: `label`, `warmup`, `repeats`, and
+/// `level` (l1, l2, l3, dram; default dram), the memory level whose bandwidth
+/// bounds the case. Unknown keys are errors, so a typo cannot silently fall
+/// back to a default.
+public struct RooflineSuite: Sendable, Equatable {
+    /// The suite's name (the file name without `.json`).
+    public var name: String
+    /// What the suite is for.
+    public var description: String
+    /// Untimed calls before timing, unless a case says otherwise.
+    public var warmup: Int
+    /// Timed calls (the report gives their median), unless a case says otherwise.
+    public var repeats: Int
+    /// The cases, in order.
+    public var cases: [RooflineCase]
+
+    /// Creates a suite.
+    public init(name: String, description: String = "", warmup: Int = 1, repeats: Int = 3, cases: [RooflineCase]) {
+        self.name = name
+        self.description = description
+        self.warmup = warmup
+        self.repeats = repeats
+        self.cases = cases
+    }
+
+    /// The default directory of suites, relative to the working directory.
+    public static let defaultDirectory = "Profiles/suites"
+
+    /// Resolves `nameOrPath` to a file: a path when it contains "/" or ends
+    /// in ".json", else `directory/NAME.json`.
+    public static func path(for nameOrPath: String, directory: String = defaultDirectory) -> String {
+        nameOrPath.contains("/") || nameOrPath.hasSuffix(".json")
+            ? nameOrPath
+            : (directory as NSString).appendingPathComponent(nameOrPath + ".json")
+    }
+
+    /// Loads a suite by name (from `directory`) or path.
+    ///
+    /// - Throws: `KernelLabError.io` when the file is missing (listing the
+    ///   suites in `directory`) or unreadable; `KernelLabError.invalidArgument`
+    ///   naming the offending field (e.g. `cases[2].kernel`) otherwise.
+    public static func load(_ nameOrPath: String, directory: String = defaultDirectory) throws -> RooflineSuite {
+        let path = path(for: nameOrPath, directory: directory)
+        guard FileManager.default.fileExists(atPath: path) else {
+            let available = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [])
+                .filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+            throw KernelLabError.io(
+                path: path,
+                reason: "no such suite" + (available.isEmpty ? "" : "; available in '\(directory)': \(available.joined(separator: ", "))"))
+        }
+        let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        return try RooflineSuite(json: try readWholeFile(path), name: name, source: path)
+    }
+
+    /// Parses a suite document. `source` names the document in errors.
+    ///
+    /// - Throws: `KernelLabError.invalidArgument` naming the offending field.
+    public init(json data: Data, name: String, source: String = "suite") throws {
+        let document: SuiteJSON
+        do {
+            document = try JSONDecoder().decode(SuiteJSON.self, from: data)
+        } catch let error as DecodingError {
+            throw KernelLabError.invalidArgument(argument: "suite", reason: "'\(source)' is not valid JSON: \(describeDecodingError(error))")
+        }
+        let fields: [String: SuiteJSON]
+        switch document {
+        case .array: fields = ["cases": document]
+        case .object(let object): fields = object
+        default:
+            throw KernelLabError.invalidArgument(argument: "suite", reason: "'\(source)' must be an object with \"cases\" or an array of cases")
+        }
+        var reader = FieldReader(fields: fields, path: "", source: source)
+        let suiteName = try reader.string("name") ?? name
+        let description = try reader.string("description") ?? ""
+        let warmup = try reader.integer("warmup", minimum: 0) ?? 1
+        let repeats = try reader.integer("repeats", minimum: 1) ?? 3
+        guard case .array(let items)? = reader.take("cases") else {
+            throw reader.error("cases", "is required: an array of cases")
+        }
+        try reader.rejectUnknown()
+        guard !items.isEmpty else { throw reader.error("cases", "must name at least one case") }
+        let cases = try items.enumerated().map { index, item in
+            try RooflineCase(item, path: "cases[\(index)]", source: source)
+        }
+        self.init(name: suiteName, description: description, warmup: warmup, repeats: repeats, cases: cases)
+    }
+
+    /// Every (case, pass, impl) to measure, in order: per case, each pass,
+    /// and within a pass the unfused run before its fused twin.
+    public var runs: [RooflineRun] {
+        cases.enumerated().flatMap { index, item in
+            item.passes.flatMap { pass in
+                item.impls.map { impl in
+                    RooflineRun(caseIndex: index, case: item, impl: impl, pass: pass,
+                                warmup: item.warmup ?? warmup, repeats: item.repeats ?? repeats)
+                }
+            }
+        }
+    }
+}
+
+/// One kernel call to measure: a suite case at one pass and implementation.
+public struct RooflineRun: Sendable, Equatable {
+    /// The index of the case in its suite.
+    public var caseIndex: Int
+    /// The case.
+    public var `case`: RooflineCase
+    /// The implementation.
+    public var impl: KernelImpl
+    /// The pass.
+    public var pass: KernelPass
+    /// Untimed calls.
+    public var warmup: Int
+    /// Timed calls.
+    public var repeats: Int
+}
+
+/// The kernels a suite can name.
+public enum RooflineKernel: String, CaseIterable, Codable, Sendable {
+    /// Scaled dot-product attention (`Attention`).
+    case attention
+    /// Mamba-1 selective scan (`Scan`).
+    case scan
+}
+
+/// One case of a suite: a kernel at one shape, with the implementations and
+/// passes to measure.
+public struct RooflineCase: Sendable, Equatable {
+    /// The kernel and its shape.
+    public enum Shape: Sendable, Equatable {
+        /// Attention of `shape`, causal or not.
+        case attention(AttentionShape, causal: Bool)
+        /// The selective scan of `shape` (Mamba's defaults: D, z, delta_bias, softplus).
+        case scan(ScanShape)
+
+        /// The kernel.
+        public var kernel: RooflineKernel {
+            switch self {
+            case .attention: .attention
+            case .scan: .scan
+            }
+        }
+    }
+
+    /// A short name for charts and tables, e.g. "attn L4096 causal".
+    public var label: String
+    /// The kernel and its shape.
+    public var shape: Shape
+    /// Implementations to run: one, or unfused and fused (a pair).
+    public var impls: [KernelImpl]
+    /// Passes to run.
+    public var passes: [KernelPass]
+    /// Overrides the suite's warmup.
+    public var warmup: Int?
+    /// Overrides the suite's repeats.
+    public var repeats: Int?
+    /// The memory level whose bandwidth bounds the case.
+    public var level: MemoryLevel
+
+    /// Creates a case; `label` defaults to a description of the shape.
+    public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
+                label: String? = nil, warmup: Int? = nil, repeats: Int? = nil, level: MemoryLevel = .dram) {
+        self.shape = shape
+        self.impls = impls
+        self.passes = passes
+        self.label = label ?? RooflineCase.defaultLabel(shape)
+        self.warmup = warmup
+        self.repeats = repeats
+        self.level = level
+    }
+
+    /// "attn L4096" (with kv, d and B, H when not the common ones) or "scan D1024 L4096".
+    static func defaultLabel(_ shape: Shape) -> String {
+        switch shape {
+        case let .attention(s, causal):
+            var parts = ["attn", "L\(s.queryLength)"]
+            if s.keyLength != s.queryLength { parts.append("Lk\(s.keyLength)") }
+            if s.headDim != 64 { parts.append("d\(s.headDim)") }
+            if s.batch != 1 || s.heads != 8 { parts.append("B\(s.batch)H\(s.heads)") }
+            if causal { parts.append("causal") }
+            return parts.joined(separator: " ")
+        case let .scan(s):
+            var parts = ["scan", "D\(s.channels)", "L\(s.seqLen)"]
+            if s.state != 16 { parts.append("N\(s.state)") }
+            if s.batch != 1 { parts.append("B\(s.batch)") }
+            if s.groups != 1 { parts.append("G\(s.groups)") }
+            return parts.joined(separator: " ")
+        }
+    }
+
+    fileprivate init(_ json: SuiteJSON, path: String, source: String) throws {
+        guard case .object(let fields) = json else {
+            throw KernelLabError.invalidArgument(argument: path, reason: "must be an object (in '\(source)')")
+        }
+        var reader = FieldReader(fields: fields, path: path, source: source)
+        guard let kernelName = try reader.string("kernel") else {
+            throw reader.error("kernel", "is required: one of \(RooflineKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard let kernel = RooflineKernel(rawValue: kernelName) else {
+            throw reader.error("kernel", "unknown kernel '\(kernelName)'; expected one of \(RooflineKernel.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let impls: [KernelImpl]
+        switch try reader.string("impl") ?? "both" {
+        case "both": impls = [.unfused, .fused]
+        case let name:
+            guard let impl = KernelImpl(rawValue: name) else {
+                throw reader.error("impl", "unknown implementation '\(name)'; expected fused, unfused or both")
+            }
+            impls = [impl]
+        }
+        let passes: [KernelPass]
+        switch try reader.string("pass") ?? "forward" {
+        case "both": passes = [.forward, .backward]
+        case let name:
+            guard let pass = KernelPass(rawValue: name) else {
+                throw reader.error("pass", "unknown pass '\(name)'; expected forward, backward or both")
+            }
+            passes = [pass]
+        }
+        let label = try reader.string("label")
+        let warmup = try reader.integer("warmup", minimum: 0)
+        let repeats = try reader.integer("repeats", minimum: 1)
+        var level = MemoryLevel.dram
+        if let name = try reader.string("level") {
+            guard let parsed = MemoryLevel(rawValue: name) else {
+                throw reader.error("level", "unknown memory level '\(name)'; expected l1, l2, l3 or dram")
+            }
+            level = parsed
+        }
+
+        let shape: Shape
+        switch kernel {
+        case .attention:
+            let batch = try reader.required("batch"), heads = try reader.required("heads")
+            let seq = try reader.required("seq"), headDim = try reader.required("head_dim")
+            let kvSeq = try reader.integer("kv_seq", minimum: 1) ?? seq
+            let causal = try reader.bool("causal") ?? false
+            shape = .attention(try reader.shape {
+                try AttentionShape(batch: batch, heads: heads, queryLength: seq, keyLength: kvSeq, headDim: headDim)
+            }, causal: causal)
+        case .scan:
+            let batch = try reader.required("batch"), channels = try reader.required("channels")
+            let seq = try reader.required("seq"), state = try reader.required("state")
+            let groups = try reader.integer("groups", minimum: 1) ?? 1
+            shape = .scan(try reader.shape {
+                try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state, groups: groups)
+            })
+        }
+        try reader.rejectUnknown()
+        self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats, level: level)
+    }
+}
+
+// MARK: - Strict JSON reading
+
+/// A JSON value, decoded strictly: booleans are not numbers, numbers are not
+/// booleans, so `"causal": 1` is an error rather than a guess.
+private enum SuiteJSON: Decodable, Equatable {
+    case null, bool(Bool), number(Double), string(String), array([SuiteJSON]), object([String: SuiteJSON])
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
+        } else if let value = try? container.decode(Double.self) {
+            self = .number(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([SuiteJSON].self) {
+            self = .array(value)
+        } else {
+            self = .object(try container.decode([String: SuiteJSON].self))
+        }
+    }
+
+    var kind: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+}
+
+/// Takes typed fields out of a JSON object, so that what is left at the end
+/// is unknown keys. Errors name the field by its JSON path.
+private struct FieldReader {
+    var fields: [String: SuiteJSON]
+    let path: String
+    let source: String
+
+    func error(_ key: String, _ reason: String) -> KernelLabError {
+        .invalidArgument(argument: path.isEmpty ? key : "\(path).\(key)", reason: "\(reason) (in '\(source)')")
+    }
+
+    mutating func take(_ key: String) -> SuiteJSON? {
+        fields.removeValue(forKey: key)
+    }
+
+    mutating func string(_ key: String) throws -> String? {
+        switch take(key) {
+        case nil, .null?: return nil
+        case .string(let value)?: return value
+        case let other?: throw error(key, "must be a string, got \(other.kind)")
+        }
+    }
+
+    mutating func bool(_ key: String) throws -> Bool? {
+        switch take(key) {
+        case nil, .null?: return nil
+        case .bool(let value)?: return value
+        case let other?: throw error(key, "must be true or false, got \(other.kind)")
+        }
+    }
+
+    mutating func integer(_ key: String, minimum: Int) throws -> Int? {
+        switch take(key) {
+        case nil, .null?: return nil
+        case .number(let value)?:
+            guard value.rounded() == value, abs(value) < 1e15 else { throw error(key, "must be an integer, got \(value)") }
+            guard Int(value) >= minimum else { throw error(key, "must be at least \(minimum), got \(Int(value))") }
+            return Int(value)
+        case let other?: throw error(key, "must be an integer, got \(other.kind)")
+        }
+    }
+
+    /// A positive shape field that must be present.
+    mutating func required(_ key: String) throws -> Int {
+        guard fields[key] != nil else { throw error(key, "is required for this kernel") }
+        return try integer(key, minimum: 1)!
+    }
+
+    /// Runs a shape initializer, renaming its argument to the JSON key.
+    func shape<S>(_ make: () throws -> S) throws -> S {
+        let jsonKeys = ["queryLength": "seq", "keyLength": "kv_seq", "headDim": "head_dim", "seqLen": "seq"]
+        do {
+            return try make()
+        } catch KernelLabError.invalidArgument(let argument, let reason) {
+            throw error(jsonKeys[argument] ?? argument, reason)
+        }
+    }
+
+    func rejectUnknown() throws {
+        if let key = fields.keys.sorted().first {
+            throw error(key, "unknown key")
+        }
+    }
+}
