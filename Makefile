@@ -1,6 +1,7 @@
 # KernelLab: the commands people type.
 #   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
 #   make test     build and run the test suite
+#   make validate-traffic  cost models' DRAM bytes vs a callgrind cache simulation (reports/traffic.md)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -9,7 +10,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings clean
+.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings validate-traffic clean
 
 all: build
 
@@ -58,7 +59,7 @@ attention-report: release
 	@tmp=$(REPORTS)/.attention.md.tmp; : > $$tmp; \
 	for args in "--seq 1024 --head-dim 64" "--seq 4096 --head-dim 64" "--seq 4096 --head-dim 64 --causal" "--seq 4096 --head-dim 128"; do \
 	  for t in 1 $(THREADS); do \
-	    cmd="kernel-lab attention --batch 1 --heads 8 $$args --threads $$t --pass both --impl both --repeats 3"; \
+	    cmd="kernel-lab attention --batch 1 --heads 8 $$args --threads $$t --pass both --impl both --repeats 3 --warmup 1"; \
 	    echo "$$cmd" | tee -a $$tmp; \
 	    $(BIN_RELEASE) $${cmd#kernel-lab } | tee -a $$tmp || exit 1; \
 	    echo >> $$tmp; \
@@ -71,13 +72,23 @@ scan-report: release
 	@mkdir -p $(REPORTS)
 	@tmp=$(REPORTS)/.scan.md.tmp; : > $$tmp; \
 	for t in 1 $(THREADS); do \
-	  cmd="kernel-lab scan --batch 1 --channels 1024 --seq 4096 --state 16 --threads $$t --pass both --impl both --repeats 3"; \
+	  cmd="kernel-lab scan --batch 1 --channels 1024 --seq 4096 --state 16 --threads $$t --pass both --impl both --repeats 3 --warmup 1"; \
 	  echo "$$cmd" | tee -a $$tmp; \
 	  $(BIN_RELEASE) $${cmd#kernel-lab } | tee -a $$tmp || exit 1; \
 	  echo >> $$tmp; \
 	  [ "$$t" = "$(THREADS)" ] && break; \
 	done; mv $$tmp $(REPORTS)/scan.md
 	@echo "scan report written to $(REPORTS)/scan.md"
+
+# Small shapes under valgrind's callgrind (AVX2 path, OpenBLAS Haswell core,
+# one thread); valgrind is installed when missing. A few minutes.
+validate-traffic: release
+	@command -v valgrind >/dev/null || { \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  echo "installing: valgrind"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	@mkdir -p $(REPORTS)
+	@$(BIN_RELEASE) traffic validate --valgrind "$$(command -v valgrind)" --out $(REPORTS)/traffic.md
 
 clean:
 	rm -rf .build $(REPORTS)
