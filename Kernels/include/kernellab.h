@@ -71,7 +71,8 @@ int kl_numa_nodes(void);
 /// "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64" and "Zen".
 const char *kl_blas_config(void);
 const char *kl_blas_core(void);
-/// Cache size in bytes for level 1, 2, 3 (data/unified) from sysconf, 0 if unknown.
+/// Cache size in bytes for level 1, 2, 3 (data/unified) from sysfs or sysconf, 0 if
+/// unknown. KERNELLAB_LLC_BYTES=<bytes> overrides level 3 (the cost models read it).
 size_t kl_cache_bytes(int level);
 
 // --------------------------------------------------------------- buffers ---

@@ -67,6 +67,9 @@ extern const kl_ops kl_ops_scalar;
 #if KL_X86
 extern const kl_ops kl_ops_avx2;
 extern const kl_ops kl_ops_avx512;
+// AVX2 streaming kernels, shared by the AVX-512 table (see ops_avx512.c).
+void kl_bw_copy_avx2(float *restrict b, const float *restrict a, size_t n);
+void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n);
 #endif
 
 /// Sets the calling thread's error detail and returns `status`.

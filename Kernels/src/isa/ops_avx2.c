@@ -199,13 +199,13 @@ KL_T256 static float bw_read_avx2(const float *a, size_t n) {
     return r;
 }
 
-KL_T256 static void bw_copy_avx2(float *restrict b, const float *restrict a, size_t n) {
+KL_T256 void kl_bw_copy_avx2(float *restrict b, const float *restrict a, size_t n) {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(b + i, _mm256_loadu_ps(a + i));
     for (; i < n; i++) b[i] = a[i];
 }
 
-KL_T256 static void bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
+KL_T256 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
     __m256 sv = _mm256_set1_ps(s);
     size_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(c + i), _mm256_loadu_ps(b + i)));
@@ -224,7 +224,7 @@ const kl_ops kl_ops_avx2 = {
     .transpose = kl_transpose_scalar,  // not hot enough under AVX2 to specialize
     .peak_fma = peak_fma_avx2,
     .bw_read = bw_read_avx2,
-    .bw_copy = bw_copy_avx2,
-    .bw_triad = bw_triad_avx2,
+    .bw_copy = kl_bw_copy_avx2,
+    .bw_triad = kl_bw_triad_avx2,
 };
 #endif

@@ -157,45 +157,29 @@ KL_T512 static void scale_avx512(float *y, int n, float s) {
 
 // 16 x 16 transpose in registers: for s = 8, 4, 2, 1 swap the off-diagonal
 // s x s blocks of every 2s x 2s block, two vpermt2ps per row pair.
+// kl_t16_index[stage][0] picks the low half of a pair, [1] the high half
+// (indices >= 16 select from the second row).
+static const int32_t kl_t16_index[4][2][16] = {
+    {{0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+     {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}},
+    {{0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27},
+     {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}},
+    {{0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29},
+     {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}},
+    {{0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30},
+     {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}},
+};
+
 KL_INLINE512 void transpose16x16(__m512 r[16]) {
-    {
-        const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23);
-        const __m512i hi = _mm512_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31);
+    for (int stage = 0; stage < 4; stage++) {
+        const int s = 8 >> stage;
+        const __m512i lo = _mm512_loadu_si512(kl_t16_index[stage][0]);
+        const __m512i hi = _mm512_loadu_si512(kl_t16_index[stage][1]);
         for (int i = 0; i < 16; i++) {
-            if (i & 8) continue;
-            __m512 a = r[i], b = r[i + 8];
+            if (i & s) continue;
+            __m512 a = r[i], b = r[i + s];
             r[i] = _mm512_permutex2var_ps(a, lo, b);
-            r[i + 8] = _mm512_permutex2var_ps(a, hi, b);
-        }
-    }
-    {
-        const __m512i lo = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27);
-        const __m512i hi = _mm512_setr_epi32(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31);
-        for (int i = 0; i < 16; i++) {
-            if (i & 4) continue;
-            __m512 a = r[i], b = r[i + 4];
-            r[i] = _mm512_permutex2var_ps(a, lo, b);
-            r[i + 4] = _mm512_permutex2var_ps(a, hi, b);
-        }
-    }
-    {
-        const __m512i lo = _mm512_setr_epi32(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29);
-        const __m512i hi = _mm512_setr_epi32(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31);
-        for (int i = 0; i < 16; i++) {
-            if (i & 2) continue;
-            __m512 a = r[i], b = r[i + 2];
-            r[i] = _mm512_permutex2var_ps(a, lo, b);
-            r[i + 2] = _mm512_permutex2var_ps(a, hi, b);
-        }
-    }
-    {
-        const __m512i lo = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
-        const __m512i hi = _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
-        for (int i = 0; i < 16; i++) {
-            if (i & 1) continue;
-            __m512 a = r[i], b = r[i + 1];
-            r[i] = _mm512_permutex2var_ps(a, lo, b);
-            r[i + 1] = _mm512_permutex2var_ps(a, hi, b);
+            r[i + s] = _mm512_permutex2var_ps(a, hi, b);
         }
     }
 }
@@ -241,23 +225,11 @@ KL_T512 static float bw_read_avx512(const float *a, size_t n) {
     return r;
 }
 
-// The storing kernels use 256-bit vectors even here: on Zen 4 (256-bit data
+// The storing kernels are the AVX2 ones even here: on Zen 4 (256-bit data
 // paths, 512-bit stores split in two) zmm copy and triad measured 10-25% less
 // DRAM bandwidth than ymm (1 thread, 256 MiB: triad 19.7-20.0 GB/s zmm vs
 // 22.8-27.1 ymm), and a ceiling should be the best the machine sustains.
 // Loads are the other way round (L1 read: 208 GB/s zmm, 158 ymm).
-KL_T512 static void bw_copy_avx512(float *restrict b, const float *restrict a, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(b + i, _mm256_loadu_ps(a + i));
-    for (; i < n; i++) b[i] = a[i];
-}
-
-KL_T512 static void bw_triad_avx512(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n) {
-    __m256 sv = _mm256_set1_ps(s);
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(a + i, _mm256_fmadd_ps(sv, _mm256_loadu_ps(c + i), _mm256_loadu_ps(b + i)));
-    for (; i < n; i++) a[i] = b[i] + s * c[i];
-}
 
 const kl_ops kl_ops_avx512 = {
     .gemm = gemm_avx512,
@@ -271,7 +243,7 @@ const kl_ops kl_ops_avx512 = {
     .transpose = transpose_avx512,
     .peak_fma = peak_fma_avx512,
     .bw_read = bw_read_avx512,
-    .bw_copy = bw_copy_avx512,
-    .bw_triad = bw_triad_avx512,
+    .bw_copy = kl_bw_copy_avx2,
+    .bw_triad = kl_bw_triad_avx2,
 };
 #endif
