@@ -118,3 +118,16 @@ func checkDistinct(outputs: [(String, Tensor)], inputs: [(String, Tensor)]) thro
         }
     }
 }
+
+/// Throws `.invalidArgument` naming the first dimension that is not in
+/// 1...Int32.max (the C API takes `int`).
+func checkCDimensions(_ dimensions: [(String, Int)]) throws {
+    for (name, value) in dimensions {
+        guard value > 0 else {
+            throw KernelLabError.invalidArgument(argument: name, reason: "must be positive, got \(value)")
+        }
+        guard value <= Int(Int32.max) else {
+            throw KernelLabError.invalidArgument(argument: name, reason: "\(value) exceeds the C API limit of \(Int32.max)")
+        }
+    }
+}

@@ -31,9 +31,7 @@ struct CeilingsCommand: ParsableCommand {
     var out: String?
 
     func validate() throws {
-        if let threads, !(1...ThreadPool.maxThreads).contains(threads) {
-            throw ValidationError("--threads must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try validateThreads(threads)
         if let out, out.isEmpty || out.hasSuffix("/") {
             throw ValidationError("--out must name a file, got '\(out)'")
         }
@@ -41,7 +39,7 @@ struct CeilingsCommand: ParsableCommand {
 
     func run() throws {
         let system = try SystemInfo.current()
-        let maxThreads = threads ?? min(SystemInfo.cpuCount, ThreadPool.maxThreads)
+        let maxThreads = threadsOrAllCPUs(threads)
         let settings = quick ? CeilingsSettings.quick(maxThreads: maxThreads) : .full(maxThreads: maxThreads)
         let machineID = MachineProfile.machineID(for: system)
         let path = out ?? MachineProfile.defaultPath(machineID: machineID)

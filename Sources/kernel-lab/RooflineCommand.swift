@@ -43,9 +43,7 @@ struct RooflineCommand: ParsableCommand {
     var from: String?
 
     func validate() throws {
-        if let threads, !(1...ThreadPool.maxThreads).contains(threads) {
-            throw ValidationError("--threads must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try validateThreads(threads)
         if out.isEmpty { throw ValidationError("--out must name a directory") }
     }
 
@@ -56,7 +54,7 @@ struct RooflineCommand: ParsableCommand {
         }
         if let isa { try ISA.set(isa) }
         let progress = terminalProgress()
-        let threads = self.threads ?? min(SystemInfo.cpuCount, ThreadPool.maxThreads)
+        let threads = threadsOrAllCPUs(self.threads)
         // Everything that can fail cheaply is checked before any timing.
         let suite = try RooflineSuite.load(self.suite)
         let accelerators = try AcceleratorProfile.loadAll(directory: devices)

@@ -50,12 +50,8 @@ struct RunAttentionCommand: ParsableCommand {
     var allowNonfinite = false
 
     func validate() throws {
-        if (gradOut == nil) != (gradsDir == nil) {
-            throw ValidationError("--grad-out and --grads-dir must be given together")
-        }
-        if let threads, !(1...ThreadPool.maxThreads).contains(threads) {
-            throw ValidationError("--threads must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try validateGradOptions(gradOut: gradOut, gradsDir: gradsDir)
+        try validateThreads(threads)
         if let scale, !(scale.isFinite && scale > 0) {
             throw ValidationError("--scale must be finite and positive, got \(scale)")
         }
@@ -66,13 +62,11 @@ struct RunAttentionCommand: ParsableCommand {
             qPath: q, kPath: k, vPath: v, outPath: out,
             options: AttentionOptions(causal: causal, scale: scale),
             alibiSlopesPath: alibiSlopes, impl: impl,
-            threads: threads ?? min(SystemInfo.cpuCount, ThreadPool.maxThreads),
+            threads: threadsOrAllCPUs(threads),
             lsePath: lse, gradOutPath: gradOut, gradsDirectory: gradsDir,
             allowNonfinite: allowNonfinite)
         let outcome = try job.execute()
-        for file in outcome.written {
-            print("wrote \(file.path) \(describe(shape: file.shape))")
-        }
+        printWritten(outcome.written)
     }
 }
 
@@ -130,15 +124,11 @@ struct RunScanCommand: ParsableCommand {
     var allowNonfinite = false
 
     func validate() throws {
-        if (gradOut == nil) != (gradsDir == nil) {
-            throw ValidationError("--grad-out and --grads-dir must be given together")
-        }
+        try validateGradOptions(gradOut: gradOut, gradsDir: gradsDir)
         if gradLast != nil, gradOut == nil {
             throw ValidationError("--grad-last needs --grad-out and --grads-dir")
         }
-        if let threads, !(1...ThreadPool.maxThreads).contains(threads) {
-            throw ValidationError("--threads must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try validateThreads(threads)
     }
 
     func run() throws {
@@ -146,12 +136,10 @@ struct RunScanCommand: ParsableCommand {
             uPath: u, deltaPath: delta, aPath: aPath, bPath: bPath, cPath: cPath, outPath: out,
             dPath: dPath, zPath: z, deltaBiasPath: deltaBias, h0Path: h0,
             options: ScanOptions(deltaSoftplus: softplus), impl: impl,
-            threads: threads ?? min(SystemInfo.cpuCount, ThreadPool.maxThreads),
+            threads: threadsOrAllCPUs(threads),
             lastStatePath: lastState, gradOutPath: gradOut, gradLastPath: gradLast,
             gradsDirectory: gradsDir, allowNonfinite: allowNonfinite)
         let outcome = try job.execute()
-        for file in outcome.written {
-            print("wrote \(file.path) \(describe(shape: file.shape))")
-        }
+        printWritten(outcome.written)
     }
 }

@@ -30,3 +30,29 @@ func terminalProgress() -> ((String) -> Void)? {
 func describe(shape: [Int]) -> String {
     shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
 }
+
+/// Throws unless `threads`, if given, is a usable `--threads` value.
+func validateThreads(_ threads: Int?) throws {
+    if let threads, !(1...ThreadPool.maxThreads).contains(threads) {
+        throw ValidationError("--threads must be in 1...\(ThreadPool.maxThreads), got \(threads)")
+    }
+}
+
+/// `--threads`, or all CPUs (at most the pool's maximum) when not given.
+func threadsOrAllCPUs(_ threads: Int?) -> Int {
+    threads ?? min(SystemInfo.cpuCount, ThreadPool.maxThreads)
+}
+
+/// Prints the files a `kernel-lab run` job wrote, one line each.
+func printWritten(_ written: [(path: String, shape: [Int])]) {
+    for file in written {
+        print("wrote \(file.path) \(describe(shape: file.shape))")
+    }
+}
+
+/// Throws unless --grad-out and --grads-dir are given together (or both left out).
+func validateGradOptions(gradOut: String?, gradsDir: String?) throws {
+    if (gradOut == nil) != (gradsDir == nil) {
+        throw ValidationError("--grad-out and --grads-dir must be given together")
+    }
+}

@@ -5,21 +5,7 @@ import XCTest
 /// The library side of the commands (AttentionBenchmark, AttentionRun) and,
 /// when it has been built, the `kernel-lab` executable itself. Nothing here
 /// asserts a time.
-final class CLITests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String {
-        directory.appendingPathComponent(name).path
-    }
-
+final class CLITests: TemporaryDirectoryTestCase {
     // MARK: - attention benchmark
 
     func testBenchmarkReportAndJSON() throws {
@@ -196,34 +182,4 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertEqual(try Tensor(npyFile: path("o.npy")).shape, [1, 2, 4, 8])
     }
-}
-
-/// The built `kernel-lab` next to the test bundle, or a skip when this build
-/// did not produce it.
-func kernelLabExecutable() throws -> URL {
-    var candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()]
-    candidates.append(Bundle.main.bundleURL)
-    for directory in candidates {
-        let url = directory.appendingPathComponent("kernel-lab")
-        if FileManager.default.isExecutableFile(atPath: url.path) { return url }
-    }
-    throw XCTSkip("kernel-lab executable not built next to the tests")
-}
-
-/// Runs `kernel-lab` with `arguments` (and extra `environment` variables)
-/// and returns its exit status and output.
-func launchKernelLab(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-    let process = Process()
-    process.executableURL = try kernelLabExecutable()
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let out = Pipe(), err = Pipe()
-    process.standardOutput = out
-    process.standardError = err
-    try process.run()
-    // Read before waiting, so a full pipe cannot block the child.
-    let stdout = out.fileHandleForReading.readDataToEndOfFile()
-    let stderr = err.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
 }

@@ -100,21 +100,7 @@ private func fakeSystem(cpuModel: String = "AMD EPYC 9654 96-Core Processor", cp
     return system
 }
 
-final class CeilingsTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String {
-        directory.appendingPathComponent(name).path
-    }
-
+final class CeilingsTests: TemporaryDirectoryTestCase {
     private func fakeProfile(_ settings: CeilingsSettings = .full(maxThreads: 2), system: SystemInfo? = nil) throws -> MachineProfile {
         let system = try system ?? fakeSystem()
         return try fakeMeasurement(settings, system: system)

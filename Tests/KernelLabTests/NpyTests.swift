@@ -2,13 +2,6 @@ import Foundation
 import KernelLab
 import XCTest
 
-/// A fresh directory under the system temporary directory, removed by the caller.
-func makeTemporaryDirectory() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("kernellab-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-}
-
 /// The bytes of a `.npy` file with the given version and header dict, and
 /// `data` as the payload; the header is padded to a multiple of `alignment`.
 func npyBytes(major: UInt8 = 1, header: String, data: [UInt8], alignment: Int = 64) -> [UInt8] {
@@ -32,21 +25,7 @@ func float32Bytes(_ values: [Float]) -> [UInt8] {
     }
 }
 
-final class NpyTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String {
-        directory.appendingPathComponent(name).path
-    }
-
+final class NpyTests: TemporaryDirectoryTestCase {
     private func write(_ bytes: [UInt8], to name: String) throws -> String {
         let path = path(name)
         try Data(bytes).write(to: URL(fileURLWithPath: path))

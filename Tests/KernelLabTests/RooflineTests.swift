@@ -8,17 +8,7 @@ import XCTest
 /// The roofline report: suites, bounds, projections, and the files it
 /// writes (JSON, CSV, SVG read back and checked against the data). Ceilings
 /// come from a fixture, shapes are tiny, and nothing asserts a time.
-final class RooflineTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
+final class RooflineTests: TemporaryDirectoryTestCase {
     /// Ceilings of an imaginary 1-thread machine; distinct ISA peaks so every
     /// compute roof gets its own line.
     static let fixtureCeilings = """

@@ -300,21 +300,7 @@ final class ScanTests: XCTestCase {
 
 /// ScanBenchmark, ScanRun and the `kernel-lab scan` / `run scan` commands.
 /// Nothing here asserts a time.
-final class ScanCLITests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = try makeTemporaryDirectory()
-    }
-
-    override func tearDownWithError() throws {
-        try? FileManager.default.removeItem(at: directory)
-    }
-
-    private func path(_ name: String) -> String {
-        directory.appendingPathComponent(name).path
-    }
-
+final class ScanCLITests: TemporaryDirectoryTestCase {
     // MARK: - benchmark
 
     func testBenchmarkReportAndTable() throws {

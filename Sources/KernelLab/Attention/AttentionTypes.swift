@@ -75,15 +75,8 @@ public struct AttentionShape: Sendable, Hashable, Codable, CustomStringConvertib
     ///   every size is in 1...Int32.max (the C API takes `int`) and
     ///   `headDim <= maxHeadDim`.
     public init(batch: Int, heads: Int, queryLength: Int, keyLength: Int, headDim: Int) throws {
-        for (name, value) in [("batch", batch), ("heads", heads), ("queryLength", queryLength),
-                              ("keyLength", keyLength), ("headDim", headDim)] {
-            guard value > 0 else {
-                throw KernelLabError.invalidArgument(argument: name, reason: "must be positive, got \(value)")
-            }
-            guard value <= Int(Int32.max) else {
-                throw KernelLabError.invalidArgument(argument: name, reason: "\(value) exceeds the C API limit of \(Int32.max)")
-            }
-        }
+        try checkCDimensions([("batch", batch), ("heads", heads), ("queryLength", queryLength),
+                              ("keyLength", keyLength), ("headDim", headDim)])
         guard headDim <= AttentionShape.maxHeadDim else {
             throw KernelLabError.invalidArgument(argument: "headDim", reason: "must be at most \(AttentionShape.maxHeadDim), got \(headDim)")
         }

@@ -48,30 +48,14 @@ public struct AttentionBenchmark: Sendable {
     ///
     /// - Throws: `KernelLabError` for invalid settings or a kernel failure.
     public func run(progress: ((String) -> Void)? = nil) throws -> AttentionBenchmarkReport {
-        guard !impls.isEmpty else {
-            throw KernelLabError.invalidArgument(argument: "impls", reason: "name at least one implementation")
-        }
-        guard !passes.isEmpty else {
-            throw KernelLabError.invalidArgument(argument: "passes", reason: "name at least one pass")
-        }
-        guard warmup >= 0 else {
-            throw KernelLabError.invalidArgument(argument: "warmup", reason: "must be >= 0, got \(warmup)")
-        }
-        guard repeats >= 1 else {
-            throw KernelLabError.invalidArgument(argument: "repeats", reason: "must be >= 1, got \(repeats)")
-        }
+        try validateBenchmarkSettings(impls: impls, passes: passes, warmup: warmup, repeats: repeats)
         let pool = try ThreadPool(threads: threads)
         let isa = try ISA.active
         let options = AttentionOptions(causal: causal)
 
-        var workspaceBytes = 0
-        for impl in impls {
-            for pass in passes {
-                workspaceBytes = max(workspaceBytes, try Attention.workspaceBytes(
-                    shape: shape, options: options, impl: impl, pass: pass, threads: threads))
-            }
-        }
-        let workspace = try Workspace(bytes: workspaceBytes)
+        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
+            try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: pass, threads: threads)
+        })
         let q = try Tensor.random(shape: shape.queryShape, seed: seed)
         let k = try Tensor.random(shape: shape.keyShape, seed: seed &+ 1)
         let v = try Tensor.random(shape: shape.keyShape, seed: seed &+ 2)
@@ -83,8 +67,7 @@ public struct AttentionBenchmark: Sendable {
         let dk = try Tensor(shape: needsBackward ? shape.keyShape : [0])
         let dv = try Tensor(shape: needsBackward ? shape.keyShape : [0])
 
-        progress?("sgemm n=\(sgemmSize), \(threads) thread(s)")
-        let sgemm = try SgemmBenchmark.run(n: sgemmSize, threads: threads, warmup: max(warmup, 1), repeats: repeats)
+        let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
         var results: [AttentionBenchmarkResult] = []
         for pass in passes {
@@ -113,19 +96,17 @@ public struct AttentionBenchmark: Sendable {
                 results.append(AttentionBenchmarkResult(
                     impl: impl, pass: pass, threads: threads, isa: isa, shape: shape, causal: causal,
                     samples: samples, flops: cost.flops, gflops: gflops,
-                    fractionOfSgemm: sgemm.gflops > 0 ? gflops / sgemm.gflops : 0,
+                    fractionOfSgemm: sgemm.fraction(of: gflops),
                     peakExtraBytes: try Attention.workspaceBytes(
                         shape: shape, options: options, impl: impl, pass: pass, threads: threads)))
             }
         }
-        return AttentionBenchmarkReport(
-            results: results, sgemmGflops: sgemm.gflops, sgemmSize: sgemmSize,
-            cpuModel: (try? SystemInfo.current().cpuModel) ?? "unknown")
+        return AttentionBenchmarkReport(results: results, sgemm: sgemm)
     }
 }
 
 /// One timed (implementation, pass) of an attention benchmark.
-public struct AttentionBenchmarkResult: Codable, Sendable, Equatable {
+public struct AttentionBenchmarkResult: KernelBenchmarkResult {
     /// Always "attention".
     public var kernel = "attention"
     /// The implementation timed.
@@ -206,50 +187,9 @@ public struct AttentionBenchmarkResult: Codable, Sendable, Equatable {
 }
 
 /// The outcome of an `AttentionBenchmark` run.
-public struct AttentionBenchmarkReport: Codable, Sendable, Equatable {
-    /// One entry per (pass, implementation), in the order run.
-    public var results: [AttentionBenchmarkResult]
-    /// GFLOP/s of the reference sgemm in the same run.
-    public var sgemmGflops: Double
-    /// Its matrix size n.
-    public var sgemmSize: Int
-    /// The CPU the run was on.
-    public var cpuModel: String
-    /// Per pass ("forward", "backward"): the unfused median time over the
-    /// fused one, i.e. how many times faster the fused kernel is. Only for
-    /// passes where both implementations ran.
-    public var speedups: [String: Double]
+public typealias AttentionBenchmarkReport = KernelBenchmarkReport<AttentionBenchmarkResult>
 
-    init(results: [AttentionBenchmarkResult], sgemmGflops: Double, sgemmSize: Int, cpuModel: String) {
-        self.results = results
-        self.sgemmGflops = sgemmGflops
-        self.sgemmSize = sgemmSize
-        self.cpuModel = cpuModel
-        var speedups: [String: Double] = [:]
-        for pass in KernelPass.allCases {
-            let rows = results.filter { $0.pass == pass }
-            if let fused = rows.first(where: { $0.impl == .fused }),
-               let unfused = rows.first(where: { $0.impl == .unfused }),
-               fused.medianSeconds > 0 {
-                speedups[pass.rawValue] = unfused.medianSeconds / fused.medianSeconds
-            }
-        }
-        self.speedups = speedups
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case results
-        case sgemmGflops = "sgemm_gflops"
-        case sgemmSize = "sgemm_n"
-        case cpuModel = "cpu_model"
-        case speedups
-    }
-
-    /// The report as one JSON object with sorted keys.
-    public func json() throws -> String {
-        try encodeJSON(self)
-    }
-
+extension KernelBenchmarkReport where Result == AttentionBenchmarkResult {
     /// The report as an aligned text table followed by the sgemm reference
     /// and the fused/unfused speedups.
     public func table() -> String {
@@ -263,15 +203,6 @@ public struct AttentionBenchmarkReport: Codable, Sendable, Equatable {
                 String(format: "%.1f%%", r.fractionOfSgemm * 100), formatBytes(r.peakExtraBytes),
             ])
         }
-        var lines = [formatTable(rows, rightAligned: [2, 6, 7, 8, 9])]
-        let threads = results.first?.threads ?? 1
-        lines.append(String(format: "sgemm n=%d, %d thread(s): %.1f GFLOP/s", sgemmSize, threads, sgemmGflops))
-        if !speedups.isEmpty {
-            let parts = KernelPass.allCases.compactMap { pass in
-                speedups[pass.rawValue].map { "\(pass.rawValue) " + String(format: "%.2fx", $0) }
-            }
-            lines.append("speedup fused over unfused: " + parts.joined(separator: ", "))
-        }
-        return lines.joined(separator: "\n")
+        return table(rows, rightAligned: [2, 6, 7, 8, 9])
     }
 }

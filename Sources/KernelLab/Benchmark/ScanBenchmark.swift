@@ -57,29 +57,14 @@ public struct ScanBenchmark: Sendable {
     ///
     /// - Throws: `KernelLabError` for invalid settings or a kernel failure.
     public func run(progress: ((String) -> Void)? = nil) throws -> ScanBenchmarkReport {
-        guard !impls.isEmpty else {
-            throw KernelLabError.invalidArgument(argument: "impls", reason: "name at least one implementation")
-        }
-        guard !passes.isEmpty else {
-            throw KernelLabError.invalidArgument(argument: "passes", reason: "name at least one pass")
-        }
-        guard warmup >= 0 else {
-            throw KernelLabError.invalidArgument(argument: "warmup", reason: "must be >= 0, got \(warmup)")
-        }
-        guard repeats >= 1 else {
-            throw KernelLabError.invalidArgument(argument: "repeats", reason: "must be >= 1, got \(repeats)")
-        }
+        try validateBenchmarkSettings(impls: impls, passes: passes, warmup: warmup, repeats: repeats)
         let pool = try ThreadPool(threads: threads)
         let isa = try ISA.active
         let options = ScanOptions(deltaSoftplus: true)
 
-        var workspaceBytes = 0
-        for impl in impls {
-            for pass in passes {
-                workspaceBytes = max(workspaceBytes, try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads))
-            }
-        }
-        let workspace = try Workspace(bytes: workspaceBytes)
+        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
+            try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
+        })
         let inputs = try ScanBenchmarkInputs(shape: shape, seed: seed)
         let out = try Tensor(shape: shape.sequenceShape)
         let lastState = try Tensor(shape: shape.stateShape)
@@ -96,8 +81,7 @@ public struct ScanBenchmark: Sendable {
         let dz = try Tensor(shape: backwardOnly(shape.sequenceShape))
         let ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
 
-        progress?("sgemm n=\(sgemmSize), \(threads) thread(s)")
-        let sgemm = try SgemmBenchmark.run(n: sgemmSize, threads: threads, warmup: max(warmup, 1), repeats: repeats)
+        let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
         var results: [ScanBenchmarkResult] = []
         for pass in passes {
@@ -137,13 +121,11 @@ public struct ScanBenchmark: Sendable {
                 results.append(ScanBenchmarkResult(
                     impl: impl, pass: pass, threads: threads, isa: isa, shape: shape,
                     samples: samples, flops: cost.flops, gflops: gflops,
-                    fractionOfSgemm: sgemm.gflops > 0 ? gflops / sgemm.gflops : 0,
+                    fractionOfSgemm: sgemm.fraction(of: gflops),
                     workspaceBytes: workspaceBytes, savedStateBytes: savedBytes))
             }
         }
-        return ScanBenchmarkReport(
-            results: results, sgemmGflops: sgemm.gflops, sgemmSize: sgemmSize,
-            cpuModel: (try? SystemInfo.current().cpuModel) ?? "unknown")
+        return ScanBenchmarkReport(results: results, sgemm: sgemm)
     }
 }
 
@@ -166,7 +148,7 @@ private struct ScanBenchmarkInputs {
 }
 
 /// One timed (implementation, pass) of a scan benchmark.
-public struct ScanBenchmarkResult: Codable, Sendable, Equatable {
+public struct ScanBenchmarkResult: KernelBenchmarkResult {
     /// Always "scan".
     public var kernel = "scan"
     /// The implementation timed.
@@ -255,50 +237,9 @@ public struct ScanBenchmarkResult: Codable, Sendable, Equatable {
 }
 
 /// The outcome of a `ScanBenchmark` run.
-public struct ScanBenchmarkReport: Codable, Sendable, Equatable {
-    /// One entry per (pass, implementation), in the order run.
-    public var results: [ScanBenchmarkResult]
-    /// GFLOP/s of the reference sgemm in the same run.
-    public var sgemmGflops: Double
-    /// Its matrix size n.
-    public var sgemmSize: Int
-    /// The CPU the run was on.
-    public var cpuModel: String
-    /// Per pass ("forward", "backward"): the unfused median time over the
-    /// fused one, i.e. how many times faster the fused kernel is. Only for
-    /// passes where both implementations ran.
-    public var speedups: [String: Double]
+public typealias ScanBenchmarkReport = KernelBenchmarkReport<ScanBenchmarkResult>
 
-    init(results: [ScanBenchmarkResult], sgemmGflops: Double, sgemmSize: Int, cpuModel: String) {
-        self.results = results
-        self.sgemmGflops = sgemmGflops
-        self.sgemmSize = sgemmSize
-        self.cpuModel = cpuModel
-        var speedups: [String: Double] = [:]
-        for pass in KernelPass.allCases {
-            let rows = results.filter { $0.pass == pass }
-            if let fused = rows.first(where: { $0.impl == .fused }),
-               let unfused = rows.first(where: { $0.impl == .unfused }),
-               fused.medianSeconds > 0 {
-                speedups[pass.rawValue] = unfused.medianSeconds / fused.medianSeconds
-            }
-        }
-        self.speedups = speedups
-    }
-
-    enum CodingKeys: String, CodingKey {
-        case results
-        case sgemmGflops = "sgemm_gflops"
-        case sgemmSize = "sgemm_n"
-        case cpuModel = "cpu_model"
-        case speedups
-    }
-
-    /// The report as one JSON object with sorted keys.
-    public func json() throws -> String {
-        try encodeJSON(self)
-    }
-
+extension KernelBenchmarkReport where Result == ScanBenchmarkResult {
     /// The report as an aligned text table followed by the sgemm reference
     /// and the fused/unfused speedups. A row's speedup is the unfused median
     /// of its pass over its own ("-" unless both implementations ran).
@@ -316,15 +257,6 @@ public struct ScanBenchmarkReport: Codable, Sendable, Equatable {
                 String(format: "%.1f", r.gflops), formatBytes(r.peakExtraBytes), speedup,
             ])
         }
-        var lines = [formatTable(rows, rightAligned: [2, 5, 6, 7, 8, 9])]
-        let threads = results.first?.threads ?? 1
-        lines.append(String(format: "sgemm n=%d, %d thread(s): %.1f GFLOP/s", sgemmSize, threads, sgemmGflops))
-        if !speedups.isEmpty {
-            let parts = KernelPass.allCases.compactMap { pass in
-                speedups[pass.rawValue].map { "\(pass.rawValue) " + String(format: "%.2fx", $0) }
-            }
-            lines.append("speedup fused over unfused: " + parts.joined(separator: ", "))
-        }
-        return lines.joined(separator: "\n")
+        return table(rows, rightAligned: [2, 5, 6, 7, 8, 9])
     }
 }

@@ -57,17 +57,7 @@ public struct AttentionRun: Sendable {
     }
 
     /// What a run wrote.
-    public struct Outcome: Sendable, Equatable {
-        /// The sizes of the call.
-        public var shape: AttentionShape
-        /// Every file written, with the shape of its array, in writing order.
-        public var written: [(path: String, shape: [Int])]
-
-        /// Equal shapes and equal files written, in the same order.
-        public static func == (lhs: Outcome, rhs: Outcome) -> Bool {
-            lhs.shape == rhs.shape && lhs.written.elementsEqual(rhs.written) { $0.path == $1.path && $0.shape == $1.shape }
-        }
-    }
+    public typealias Outcome = RunOutcome<AttentionShape>
 
     /// Reads, validates, computes and writes.
     ///
@@ -75,14 +65,8 @@ public struct AttentionRun: Sendable {
     ///   `.npy` for files, `.shapeMismatch` for inconsistent arrays,
     ///   `.invalidArgument` for non-finite inputs (unless allowed) or options.
     public func execute() throws -> Outcome {
-        guard (gradOutPath == nil) == (gradsDirectory == nil) else {
-            throw KernelLabError.invalidArgument(
-                argument: gradOutPath == nil ? "grad-out" : "grads-dir",  // the missing one
-                reason: "grad-out and grads-dir must be given together")
-        }
-        guard (1...ThreadPool.maxThreads).contains(threads) else {
-            throw KernelLabError.invalidArgument(argument: "threads", reason: "must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try checkGradPaths(gradOutPath: gradOutPath, gradsDirectory: gradsDirectory)
+        try checkRunThreads(threads)
         // Fail on an unwritable destination before the (possibly long) computation.
         try checkParentDirectory(of: outPath, argument: "out")
         if let lsePath { try checkParentDirectory(of: lsePath, argument: "lse") }
@@ -110,33 +94,19 @@ public struct AttentionRun: Sendable {
         let pool = try ThreadPool(threads: threads)
         let (out, lse) = try Attention.forward(q: q, k: k, v: v, options: options, impl: impl, pool: pool)
         var written: [(path: String, shape: [Int])] = []
-        try out.save(npyFile: outPath)
-        written.append((outPath, out.shape))
-        if let lsePath {
-            try lse.save(npyFile: lsePath)
-            written.append((lsePath, lse.shape))
-        }
+        try saveOutput(out, to: outPath, written: &written)
+        if let lsePath { try saveOutput(lse, to: lsePath, written: &written) }
         if let gradOut, let gradsDirectory {
             let grads = try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
                                                options: options, impl: impl, pool: pool)
-            try createGradsDirectory(gradsDirectory)
-            for (name, tensor) in [("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)] {
-                let path = URL(fileURLWithPath: gradsDirectory).appendingPathComponent("\(name).npy").path
-                try tensor.save(npyFile: path)
-                written.append((path, tensor.shape))
-            }
+            try saveGradients([("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)],
+                              into: gradsDirectory, written: &written)
         }
         return Outcome(shape: shape, written: written)
     }
 
     private func load(_ path: String, argument: String, checkFinite: Bool? = nil) throws -> Tensor {
-        let tensor = try Tensor(npyFile: path)
-        if checkFinite ?? !allowNonfinite, let index = tensor.firstNonFiniteIndex {
-            throw KernelLabError.invalidArgument(
-                argument: argument,
-                reason: "'\(path)' contains a non-finite value (\(tensor[index]) at flat index \(index))"
-                    + (checkFinite == nil ? "; pass --allow-nonfinite to compute anyway (NaN and Inf then propagate)" : ""))
-        }
-        return tensor
+        try loadRunInput(path, argument: argument, rejectNonfinite: checkFinite ?? !allowNonfinite,
+                         allowable: checkFinite == nil)
     }
 }

@@ -77,17 +77,7 @@ public struct ScanRun: Sendable {
     }
 
     /// What a run wrote.
-    public struct Outcome: Sendable, Equatable {
-        /// The sizes of the call.
-        public var shape: ScanShape
-        /// Every file written, with the shape of its array, in writing order.
-        public var written: [(path: String, shape: [Int])]
-
-        /// Equal shapes and equal files written, in the same order.
-        public static func == (lhs: Outcome, rhs: Outcome) -> Bool {
-            lhs.shape == rhs.shape && lhs.written.elementsEqual(rhs.written) { $0.path == $1.path && $0.shape == $1.shape }
-        }
-    }
+    public typealias Outcome = RunOutcome<ScanShape>
 
     /// Reads, validates, computes and writes.
     ///
@@ -95,17 +85,11 @@ public struct ScanRun: Sendable {
     ///   `.npy` for files, `.shapeMismatch` for inconsistent arrays,
     ///   `.invalidArgument` for non-finite inputs (unless allowed) or options.
     public func execute() throws -> Outcome {
-        guard (gradOutPath == nil) == (gradsDirectory == nil) else {
-            throw KernelLabError.invalidArgument(
-                argument: gradOutPath == nil ? "grad-out" : "grads-dir",  // the missing one
-                reason: "grad-out and grads-dir must be given together")
-        }
+        try checkGradPaths(gradOutPath: gradOutPath, gradsDirectory: gradsDirectory)
         if gradLastPath != nil, gradOutPath == nil {
             throw KernelLabError.invalidArgument(argument: "grad-last", reason: "needs grad-out and grads-dir")
         }
-        guard (1...ThreadPool.maxThreads).contains(threads) else {
-            throw KernelLabError.invalidArgument(argument: "threads", reason: "must be in 1...\(ThreadPool.maxThreads), got \(threads)")
-        }
+        try checkRunThreads(threads)
         // Fail on an unwritable destination before the (possibly long) computation.
         try checkParentDirectory(of: outPath, argument: "out")
         if let lastStatePath { try checkParentDirectory(of: lastStatePath, argument: "last-state") }
@@ -143,39 +127,22 @@ public struct ScanRun: Sendable {
         let forward = try Scan.forward(u: u, delta: delta, A: a, B: b, C: c, D: d, z: z, deltaBias: deltaBias, h0: h0,
                                        options: options, impl: impl, pool: pool, saveStates: gradOut != nil)
         var written: [(path: String, shape: [Int])] = []
-        try forward.out.save(npyFile: outPath)
-        written.append((outPath, forward.out.shape))
-        if let lastStatePath {
-            try forward.lastState.save(npyFile: lastStatePath)
-            written.append((lastStatePath, forward.lastState.shape))
-        }
+        try saveOutput(forward.out, to: outPath, written: &written)
+        if let lastStatePath { try saveOutput(forward.lastState, to: lastStatePath, written: &written) }
         if let gradOut, let gradsDirectory {
             let grads = try Scan.backward(u: u, delta: delta, A: a, B: b, C: c, D: d, z: z, deltaBias: deltaBias, h0: h0,
                                           gradOut: gradOut, gradLast: gradLast, saved: forward.saved,
                                           options: options, impl: impl, pool: pool)
-            try createGradsDirectory(gradsDirectory)
-            let files: [(String, Tensor?)] = [
+            try saveGradients([
                 ("du", grads.du), ("ddelta", grads.ddelta), ("dA", grads.dA), ("dB", grads.dB), ("dC", grads.dC),
                 ("dD", grads.dD), ("dz", grads.dz), ("ddelta_bias", grads.ddeltaBias),
                 ("dh0", h0 == nil ? nil : grads.dh0),
-            ]
-            for case let (name, tensor?) in files {
-                let path = URL(fileURLWithPath: gradsDirectory).appendingPathComponent("\(name).npy").path
-                try tensor.save(npyFile: path)
-                written.append((path, tensor.shape))
-            }
+            ], into: gradsDirectory, written: &written)
         }
         return Outcome(shape: shape, written: written)
     }
 
     private func load(_ path: String, argument: String) throws -> Tensor {
-        let tensor = try Tensor(npyFile: path)
-        if !allowNonfinite, let index = tensor.firstNonFiniteIndex {
-            throw KernelLabError.invalidArgument(
-                argument: argument,
-                reason: "'\(path)' contains a non-finite value (\(tensor[index]) at flat index \(index))"
-                    + "; pass --allow-nonfinite to compute anyway (NaN and Inf then propagate)")
-        }
-        return tensor
+        try loadRunInput(path, argument: argument, rejectNonfinite: !allowNonfinite)
     }
 }

@@ -32,15 +32,8 @@ public struct ScanShape: Sendable, Hashable, Codable, CustomStringConvertible {
     ///   `state <= maxState`, `groups` divides `channels` and B·D·L is at
     ///   most `maxElements`.
     public init(batch: Int, channels: Int, seqLen: Int, state: Int, groups: Int = 1) throws {
-        for (name, value) in [("batch", batch), ("channels", channels), ("seqLen", seqLen),
-                              ("state", state), ("groups", groups)] {
-            guard value > 0 else {
-                throw KernelLabError.invalidArgument(argument: name, reason: "must be positive, got \(value)")
-            }
-            guard value <= Int(Int32.max) else {
-                throw KernelLabError.invalidArgument(argument: name, reason: "\(value) exceeds the C API limit of \(Int32.max)")
-            }
-        }
+        try checkCDimensions([("batch", batch), ("channels", channels), ("seqLen", seqLen),
+                              ("state", state), ("groups", groups)])
         guard state <= ScanShape.maxState else {
             throw KernelLabError.invalidArgument(argument: "state", reason: "must be at most \(ScanShape.maxState), got \(state)")
         }
