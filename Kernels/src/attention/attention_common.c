@@ -71,10 +71,20 @@ void kl_attn_tiles_for(const kl_attn_params *p, int *q_block, int *kv_block) {
 //   dram_bytes, fused (estimate): K and V of a head are re-read once per query
 //     block unless they fit in the last-level cache; q, o read/written once.
 //     The backward re-reads q, dout, dq once per key block under the same rule.
-//   dram_bytes, unfused (estimate): min_bytes plus the materialized (Lq, Lk)
-//     score matrix when it does not fit in the last-level cache: written by the
-//     first GEMM, read and written by the softmax pass, read by the second GEMM
-//     (4 passes); the backward writes P and dP and reads them back (8 passes).
+//   Every output line is also read once before it is written (write-allocate:
+//     plain stores to a line not in cache fetch it first), so dram_bytes adds
+//     the output bytes once more: o, lse (forward); dq, dk, dv (backward).
+//   dram_bytes, unfused (estimate): the above plus the materialized (Lq, Lk)
+//     matrices. When one does not fit in the last-level cache, per head, in
+//     passes over it (each a read, or a write-back): forward 7 = the first
+//     sgemm's beta = 0 pass (OpenBLAS zeroes C first: fetch + write-back), its
+//     update (read + write-back), softmax (read + write-back), the second sgemm
+//     (read); backward 15 = two such sgemms (4 each), the elementwise dS pass
+//     (reads S and dP, writes back P and dS: 4) and three sgemms reading P or
+//     dS (3). When it fits, the buffer (reused by every head) costs one fetch
+//     and one write-back: 2 passes per buffer (S; S and dP in the backward).
+//   Checked against callgrind's cache simulation: make validate-traffic
+//   (reports/traffic.md).
 kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_cost *out) {
     kl_status st = kl_attn_check(p);
     if (st != KL_OK) return st;
@@ -93,6 +103,7 @@ kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_c
     out->exps = bh * Lq * Lk * frac;
     out->min_bytes = bwd ? 3 * qo + lse + 2 * kv + qo + 2 * kv  // q o dout lse k v | dq dk dv
                          : qo + 2 * kv + qo + lse;              // q k v | o lse
+    double outputs = bwd ? qo + 2 * kv : qo + lse;  // write-allocate fetch of every output line
     if (impl == KL_IMPL_FUSED) {
         double per_head_kv = 2.0 * Lk * d * 4.0, per_head_q = 3.0 * Lq * d * 4.0;
         if (!bwd) {
@@ -105,8 +116,9 @@ kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_c
         }
     } else {
         double s = Lq * Lk * 4.0;
-        double passes = bwd ? 8.0 : 4.0;
-        out->dram_bytes = out->min_bytes + (s > llc ? bh * passes * s : 0.0);
+        double passes = bwd ? 15.0 : 7.0, buffers = bwd ? 2.0 : 1.0;
+        out->dram_bytes = out->min_bytes + (buffers * s > llc ? bh * passes * s : 2.0 * buffers * s);
     }
+    out->dram_bytes += outputs;
     return KL_OK;
 }

@@ -118,11 +118,17 @@ void kl_scan_partials_reduce(const kl_scan_geom *g, kl_scan_partials *all, int t
 // Bytes (fp32): min_bytes reads u, delta, z (B, D, L), B, C (B, G, N, L), A,
 // D, bias and h0 once and writes out and the last state once; the backward
 // reads those plus dout and writes every gradient once.
-// dram_bytes: fused = min_bytes (chunk buffers live in L1/L2; B and C are
-// re-read once per channel block, from cache when B*G*N*L fits in the LLC, an
-// estimate). Unfused forward adds the (B, D, L, N) tensors exp(dt A), dt B u
-// (written, read) and the states (written, read): 6 passes; the backward
-// recomputes them (6) and reads them back twice more in the reverse walk (2).
+// dram_bytes adds, to min_bytes, the write-allocate fetch of every output line
+// (plain stores to a line not in cache read it first). Fused: chunk buffers
+// live in L1/L2 (B and C are re-read once per channel block, from cache when
+// B*G*N*L fits in the LLC, an estimate); the backward's workspace is fetched
+// and written back once and the saved chunk states are read. Unfused: the
+// three (B, D, L, N) tensors exp(dt A), dt B u and the states, in passes of
+// B*D*L*N floats: each written (fetch + write-back) and read back, 9 passes in
+// the forward, 11 in the backward (which reads them twice more in its reverse
+// walk); when all three fit in the LLC the reads hit and only the fetch and
+// write-back remain (6). Checked against callgrind's cache simulation:
+// make validate-traffic (reports/traffic.md).
 kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out) {
     kl_status st = kl_scan_check(p);
     if (st != KL_OK) return st;
@@ -141,7 +147,18 @@ kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_c
     double grads = (3 * bdl + dn + 2 * bgnl + 2.0 * p->channels + bdn) * 4.0; // du ddelta dz dA dB dC dD dbias dh0
     out->min_bytes = bwd ? in + (bdl + bdn) * 4.0 + grads : in + fwd_out;     // + dout, dlast
     double big = bdl * N * 4.0;
-    out->dram_bytes = impl == KL_IMPL_FUSED ? out->min_bytes : out->min_bytes + big * (bwd ? 8.0 : 6.0);
+    double llc = (double)kl_cache_bytes(3);
+    if (llc <= 0) llc = 8.0 * 1024 * 1024;
+    double outputs = bwd ? grads : fwd_out;  // write-allocate
+    if (impl == KL_IMPL_FUSED) {
+        double extra = bwd ? 2.0 * (double)kl_scan_bwd_workspace_bytes(p, KL_IMPL_FUSED, 1) +
+                                 (double)kl_scan_saved_count(p) * 4.0
+                           : 0.0;
+        out->dram_bytes = out->min_bytes + outputs + extra;
+    } else {
+        double passes = 3.0 * big > llc ? (bwd ? 11.0 : 9.0) : 6.0;
+        out->dram_bytes = out->min_bytes + outputs + big * passes;
+    }
     return KL_OK;
 }
 

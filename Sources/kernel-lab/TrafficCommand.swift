@@ -1,0 +1,117 @@
+import ArgumentParser
+import Foundation
+import KernelLab
+
+/// `kernel-lab traffic`: checks the cost models' DRAM bytes against
+/// callgrind's cache simulation. `traffic probe` (the default) makes one
+/// kernel call for the simulator; `traffic validate` runs the suite.
+struct TrafficCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "traffic",
+        abstract: "Validate the DRAM-byte models against a cache simulation (callgrind).",
+        shouldDisplay: false,
+        subcommands: [Probe.self, Validate.self],
+        defaultSubcommand: Probe.self)
+
+    struct Probe: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "probe",
+            abstract: "Run one kernel call once on random inputs and print its cost model as JSON.",
+            discussion: """
+                Made to run under valgrind: caches are evicted before the call \
+                (kl_attn_fwd, kl_attn_bwd, kl_scan_fwd or kl_scan_bwd, made once; a \
+                backward's forward runs before the eviction), which runs inside \
+                kl_traffic_region, followed there by kl_traffic_drain, which writes back \
+                the lines the call dirtied. Collect with --toggle-collect=kl_traffic_region \
+                --dump-before=kl_traffic_drain.
+                """)
+
+        @Option(help: "attention or scan.")
+        var kernel: TrafficProbe.Kernel
+        @Option(help: "fused or unfused.")
+        var impl: KernelImpl
+        @Option(help: "forward or backward.")
+        var pass: KernelPass = .forward
+        @Option(help: "Batch size B.")
+        var batch = 1
+        @Option(help: "Sequence length L (attention: Lq = Lk = L).")
+        var seq = 1024
+        @Option(help: "Attention heads H.")
+        var heads = 2
+        @Option(name: .customLong("head-dim"), help: "Attention head dimension d.")
+        var headDim = 64
+        @Flag(help: "Causal attention.")
+        var causal = false
+        @Option(help: "Scan channels D.")
+        var channels = 64
+        @Option(help: "Scan state size N.")
+        var state = 16
+        @Option(help: "Threads.")
+        var threads = 1
+
+        func run() throws {
+            let probe = TrafficProbe(kernel: kernel, impl: impl, pass: pass, batch: batch, heads: heads, seq: seq,
+                                     headDim: headDim, channels: channels, state: state, causal: causal)
+            let cost = try probe.run(threads: threads)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(cost), as: UTF8.self))
+        }
+    }
+
+    struct Validate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "validate",
+            abstract: "Run the traffic suite under callgrind and compare model and simulated DRAM bytes.")
+
+        @Option(help: "valgrind executable.")
+        var valgrind = "/usr/bin/valgrind"
+        @Option(help: "Markdown report to write.")
+        var out = "reports/traffic.md"
+        @Option(help: "Directory for callgrind's files.")
+        var work = ".build/traffic"
+        @Option(help: "Run only the first N cases.")
+        var limit: Int?
+
+        func run() throws {
+            let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+            let validator = TrafficValidator(valgrind: valgrind, executable: exe,
+                                             workDirectory: URL(fileURLWithPath: work),
+                                             log: { printError("… \($0)") })
+            var rows: [(TrafficComparison, String)] = []
+            let cases = TrafficCase.defaultSuite.prefix(limit ?? Int.max)
+            let start = Date()
+            let runnable = try validator.prepareExecutable()
+            for (i, c) in cases.enumerated() {
+                let t0 = Date()
+                let r = try validator.run(c, index: i, executable: runnable)
+                rows.append((r, c.note))
+                printError(String(format: "   %.2f model / %.2f simulated MiB (ratio %.2f, %@) in %.0f s",
+                                  r.modelBytes / 1_048_576, r.simulatedBytes / 1_048_576, r.ratio, r.verdict,
+                                  Date().timeIntervalSince(t0)))
+            }
+            let table = TrafficValidator.table(rows)
+            print(table, terminator: "")
+            let ok = rows.filter { $0.0.withinTolerance }.count
+            print("\n\(ok) of \(rows.count) cases within 25% (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
+            let doc = """
+                # DRAM traffic: cost model vs callgrind cache simulation
+
+                `make validate-traffic` (`kernel-lab traffic validate`): each case runs once under
+                `valgrind --tool=callgrind --cache-sim=yes --simulate-wb=yes` with KERNELLAB_ISA=avx2,
+                OPENBLAS_CORETYPE=Haswell, one thread, D1 32 KiB 8-way and the LLC shown (16-way, 64 B lines;
+                the model is told the same size through KERNELLAB_LLC_BYTES). Caches are evicted before the
+                call; simulated bytes = 64 x (LL misses of the call + dirty lines written back during the call
+                and when evicted after it).
+
+                """ + table
+            try FileManager.default.createDirectory(
+                at: URL(fileURLWithPath: out).deletingLastPathComponent(), withIntermediateDirectories: true)
+            try doc.write(toFile: out, atomically: true, encoding: .utf8)
+            printError("report written to \(out)")
+        }
+    }
+}
+
+extension TrafficProbe.Kernel: ExpressibleByArgument {}
+extension KernelPass: ExpressibleByArgument {}
