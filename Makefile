@@ -2,6 +2,9 @@
 #   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
 #   make test     build and run the test suite
 #   make validate-traffic  cost models' DRAM bytes vs a callgrind cache simulation (reports/traffic.md)
+#   make bench           time the default suite (medians, spread, GFLOP/s, efficiency, speedups)
+#   make bench-baseline  save the smoke suite as this machine's "smoke" baseline
+#   make bench-check     check the smoke suite against it (exit 1 on a regression)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -10,7 +13,8 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings validate-traffic clean
+.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings validate-traffic \
+        bench bench-baseline bench-check clean
 
 all: build
 
@@ -89,6 +93,21 @@ validate-traffic: release
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; }
 	@mkdir -p $(REPORTS)
 	@$(BIN_RELEASE) traffic validate --valgrind "$$(command -v valgrind)" --out $(REPORTS)/traffic.md
+
+# Throughput regression testing (README: "Throughput regression testing").
+# The baseline and the check use the smoke suite: seconds to run, and wide
+# thresholds that a shared 2-core VM does not trip by drift alone.
+BENCH_SUITE    ?= default
+BENCH_BASELINE ?= smoke
+
+bench: release
+	@$(BIN_RELEASE) bench --suite $(BENCH_SUITE) --threads $(THREADS)
+
+bench-baseline: release
+	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --save-baseline $(BENCH_BASELINE)
+
+bench-check: release
+	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --check $(BENCH_BASELINE)
 
 clean:
 	rm -rf .build $(REPORTS)

@@ -22,8 +22,10 @@ import Foundation
 /// (default false); the scan takes batch, channels, seq, state and optionally
 /// groups (default 1). Optional per case: `label`, `warmup`, `repeats`, and
 /// `level` (l1, l2, l3, dram; default dram), the memory level whose bandwidth
-/// bounds the case. Unknown keys are errors, so a typo cannot silently fall
-/// back to a default.
+/// bounds the case. Optional in the suite and per case: `thresholds`, the
+/// regression thresholds of `kernel-lab bench --check` (see
+/// `BenchThresholds`; a case's override the suite's, key by key). Unknown
+/// keys are errors, so a typo cannot silently fall back to a default.
 public struct RooflineSuite: Sendable, Equatable {
     /// The suite's name (the file name without `.json`).
     public var name: String
@@ -35,14 +37,18 @@ public struct RooflineSuite: Sendable, Equatable {
     public var repeats: Int
     /// The cases, in order.
     public var cases: [RooflineCase]
+    /// Regression thresholds of `kernel-lab bench --check` for every case.
+    public var thresholds: BenchThresholds
 
     /// Creates a suite.
-    public init(name: String, description: String = "", warmup: Int = 1, repeats: Int = 3, cases: [RooflineCase]) {
+    public init(name: String, description: String = "", warmup: Int = 1, repeats: Int = 3, cases: [RooflineCase],
+                thresholds: BenchThresholds = BenchThresholds()) {
         self.name = name
         self.description = description
         self.warmup = warmup
         self.repeats = repeats
         self.cases = cases
+        self.thresholds = thresholds
     }
 
     /// The default directory of suites, relative to the working directory.
@@ -96,15 +102,17 @@ public struct RooflineSuite: Sendable, Equatable {
         let description = try reader.string("description") ?? ""
         let warmup = try reader.integer("warmup", minimum: 0) ?? 1
         let repeats = try reader.integer("repeats", minimum: 1) ?? 3
+        let thresholds = try reader.thresholds("thresholds", base: BenchThresholds())
         guard case .array(let items)? = reader.take("cases") else {
             throw reader.error("cases", "is required: an array of cases")
         }
         try reader.rejectUnknown()
         guard !items.isEmpty else { throw reader.error("cases", "must name at least one case") }
         let cases = try items.enumerated().map { index, item in
-            try RooflineCase(item, path: "cases[\(index)]", source: source)
+            try RooflineCase(item, path: "cases[\(index)]", source: source, thresholds: thresholds)
         }
-        self.init(name: suiteName, description: description, warmup: warmup, repeats: repeats, cases: cases)
+        self.init(name: suiteName, description: description, warmup: warmup, repeats: repeats, cases: cases,
+                  thresholds: thresholds)
     }
 
     /// Every (case, pass, impl) to measure, in order: per case, each pass,
@@ -178,10 +186,15 @@ public struct RooflineCase: Sendable, Equatable {
     public var repeats: Int?
     /// The memory level whose bandwidth bounds the case.
     public var level: MemoryLevel
+    /// Regression thresholds of `kernel-lab bench --check` (the suite's,
+    /// overridden by the case's own).
+    public var thresholds: BenchThresholds
 
     /// Creates a case; `label` defaults to a description of the shape.
     public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
-                label: String? = nil, warmup: Int? = nil, repeats: Int? = nil, level: MemoryLevel = .dram) {
+                label: String? = nil, warmup: Int? = nil, repeats: Int? = nil, level: MemoryLevel = .dram,
+                thresholds: BenchThresholds = BenchThresholds()) {
+        self.thresholds = thresholds
         self.shape = shape
         self.impls = impls
         self.passes = passes
@@ -210,7 +223,7 @@ public struct RooflineCase: Sendable, Equatable {
         }
     }
 
-    fileprivate init(_ json: SuiteJSON, path: String, source: String) throws {
+    fileprivate init(_ json: SuiteJSON, path: String, source: String, thresholds suiteThresholds: BenchThresholds) throws {
         guard case .object(let fields) = json else {
             throw KernelLabError.invalidArgument(argument: path, reason: "must be an object (in '\(source)')")
         }
@@ -249,6 +262,7 @@ public struct RooflineCase: Sendable, Equatable {
             }
             level = parsed
         }
+        let thresholds = try reader.thresholds("thresholds", base: suiteThresholds)
 
         let shape: Shape
         switch kernel {
@@ -269,7 +283,8 @@ public struct RooflineCase: Sendable, Equatable {
             })
         }
         try reader.rejectUnknown()
-        self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats, level: level)
+        self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats, level: level,
+                  thresholds: thresholds)
     }
 }
 
@@ -364,6 +379,34 @@ private struct FieldReader {
             return try make()
         } catch KernelLabError.invalidArgument(let argument, let reason) {
             throw error(jsonKeys[argument] ?? argument, reason)
+        }
+    }
+
+    /// An object of fractions in (0, 10], e.g. `{"time": 0.1}`, each
+    /// replacing the same key of `base`.
+    mutating func thresholds(_ key: String, base: BenchThresholds) throws -> BenchThresholds {
+        switch take(key) {
+        case nil, .null?: return base
+        case .object(let object)?:
+            var inner = FieldReader(fields: object, path: path.isEmpty ? key : "\(path).\(key)", source: source)
+            var result = base
+            result.time = try inner.fraction("time") ?? base.time
+            result.efficiency = try inner.fraction("efficiency") ?? base.efficiency
+            result.speedup = try inner.fraction("speedup") ?? base.speedup
+            try inner.rejectUnknown()
+            return result
+        case let other?: throw error(key, "must be an object like {\"time\": 0.1}, got \(other.kind)")
+        }
+    }
+
+    /// A relative change: a number in (0, 10].
+    mutating func fraction(_ key: String) throws -> Double? {
+        switch take(key) {
+        case nil, .null?: return nil
+        case .number(let value)?:
+            guard value > 0, value <= 10 else { throw error(key, "must be a fraction in (0, 10] (0.1 = 10%), got \(value)") }
+            return value
+        case let other?: throw error(key, "must be a number, got \(other.kind)")
         }
     }
 

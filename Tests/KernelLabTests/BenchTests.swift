@@ -1,0 +1,198 @@
+import Foundation
+import KernelLab
+import XCTest
+
+/// `kernel-lab bench`: the Mann-Whitney test, the comparison verdicts, the
+/// baseline document and the exit codes, all on synthetic samples (nothing
+/// is timed, nothing asserts a time).
+final class BenchTests: TemporaryDirectoryTestCase {
+    static let machine = BenchMachine(machineID: "test-machine", cpuModel: "Fixture CPU", cpuCount: 2, isa: .avx512, threads: 2,
+                                      profileDate: "2026-01-01", peakGflops: 100, dramGBs: 20)
+
+    /// `n` samples spread evenly over median * (1 ± spread), in a shuffled order.
+    static func samples(_ median: Double, spread: Double = 0.02, n: Int = 10) -> [Double] {
+        let values = (0..<n).map { median * (1 - spread + 2 * spread * Double($0) / Double(n - 1)) }
+        return values.enumerated().sorted { ($0.offset * 7) % n < ($1.offset * 7) % n }.map(\.element)
+    }
+
+    static func result(_ id: String, _ samples: [Double], impl: KernelImpl = .fused, bound: Double? = 50,
+                       unfused: [Double]? = nil) -> BenchCaseResult {
+        BenchCaseResult(id: id, label: id, pass: .forward, impl: impl, samples: samples, flops: 1e9, dramBytes: 1e8,
+                        boundGflops: bound, unfusedSamples: unfused)
+    }
+
+    static func run(_ cases: [BenchCaseResult], machine: BenchMachine = machine) -> BenchRun {
+        BenchRun(suite: "synthetic", machine: machine, gitCommit: "abc", date: "2026-01-01T00:00:00Z", cases: cases)
+    }
+
+    func verdicts(_ comparison: BenchComparison) -> [String: BenchVerdict] {
+        Dictionary(uniqueKeysWithValues: comparison.rows.map { ("\($0.id)/\($0.metric.rawValue)", $0.verdict) })
+    }
+
+    // MARK: - Mann-Whitney
+
+    func testMannWhitneyExactSmallExamples() {
+        // Fully separated 3 vs 3: only 1 of C(6, 3) = 20 orderings is as extreme.
+        XCTAssertEqual(MannWhitney.u([4, 5, 6], [1, 2, 3]), 9)
+        XCTAssertEqual(MannWhitney.pGreater([4, 5, 6], [1, 2, 3]), 0.05, accuracy: 1e-12)
+        XCTAssertEqual(MannWhitney.pGreater([1, 2, 3], [4, 5, 6]), 1, accuracy: 1e-12)
+        // 5 vs 5 separated: 1 / C(10, 5) = 1/252 (scipy: 0.003968253968).
+        XCTAssertEqual(MannWhitney.pGreater([6, 7, 8, 9, 10], [1, 2, 3, 4, 5]), 1.0 / 252, accuracy: 1e-12)
+        // The null distribution of U for 2 vs 2 is 1,1,2,1,1 over 6 orderings.
+        XCTAssertEqual(MannWhitney.exactCounts(2, 2), [1, 1, 2, 1, 1])
+    }
+
+    func testMannWhitneyNormalApproximationWithTies() {
+        // scipy.stats.mannwhitneyu(x, y, alternative="greater", method="asymptotic") -> U 26, p 0.027064514289866587.
+        let x: [Double] = [19, 22, 16, 29, 24, 22], y: [Double] = [20, 11, 17, 12, 17]
+        XCTAssertEqual(MannWhitney.u(x, y), 26)
+        XCTAssertEqual(MannWhitney.pGreater(x, y), 0.027064514289866587, accuracy: 1e-9)
+    }
+
+    // MARK: - verdicts
+
+    func testUnchangedRunPasses() {
+        let baseline = Self.run([Self.result("a", Self.samples(1.0))])
+        let current = Self.run([Self.result("a", Self.samples(1.01))])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertTrue(comparison.sameMachine)
+        XCTAssertEqual(verdicts(comparison), ["a/time": .ok])
+        XCTAssertEqual(comparison.exitCode, .ok)
+    }
+
+    func testClearSlowdownIsARegression() {
+        let baseline = Self.run([Self.result("a", Self.samples(1.0)), Self.result("b", Self.samples(1.0))])
+        let current = Self.run([Self.result("a", Self.samples(1.5)), Self.result("b", Self.samples(1.0))])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertEqual(verdicts(comparison), ["a/time": .regression, "b/time": .ok])
+        XCTAssertEqual(comparison.exitCode, .regression)
+        XCTAssertTrue(comparison.summary.contains("REGRESSION: a (time)"))
+        let row = comparison.rows[0]
+        XCTAssertEqual(row.change!, 0.5, accuracy: 1e-9)
+        XCTAssertLessThan(row.p!, 0.01)
+    }
+
+    func testImprovementIsReportedNotAFailure() {
+        let baseline = Self.run([Self.result("a", Self.samples(1.0))])
+        let current = Self.run([Self.result("a", Self.samples(0.5))])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertEqual(verdicts(comparison), ["a/time": .improvement])
+        XCTAssertEqual(comparison.exitCode, .ok)
+    }
+
+    func testLargeSpreadPastTheThresholdIsNoisyNotARegression() {
+        // Medians 20% apart, but the samples interleave: the rank test cannot separate them.
+        let baseline = Self.run([Self.result("a", [1.0, 0.5, 1.6, 0.7, 1.3, 2.0, 0.6, 1.1])])
+        let current = Self.run([Self.result("a", [1.2, 0.6, 1.9, 0.8, 1.5, 2.2, 0.55, 1.4])])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertGreaterThan(comparison.rows[0].change!, 0.1)
+        XCTAssertEqual(verdicts(comparison), ["a/time": .noisy])
+        XCTAssertEqual(comparison.exitCode, .ok)
+    }
+
+    func testTooFewSamplesCannotRegress() {
+        // 2 vs 2: the smallest p is 1/6, never below alpha.
+        let comparison = BenchComparison(baseline: Self.run([Self.result("a", [1, 1.01])]),
+                                         current: Self.run([Self.result("a", [3, 3.01])]))
+        XCTAssertEqual(verdicts(comparison), ["a/time": .noisy])
+    }
+
+    func testThresholdsComeFromTheCaseOrTheOverride() {
+        var loose = Self.result("a", Self.samples(1.3))
+        loose.thresholds = BenchThresholds(time: 0.5)
+        let baseline = Self.run([Self.result("a", Self.samples(1.0))])
+        XCTAssertEqual(verdicts(BenchComparison(baseline: baseline, current: Self.run([loose]))), ["a/time": .ok])
+        XCTAssertEqual(verdicts(BenchComparison(baseline: baseline, current: Self.run([loose]), thresholds: BenchThresholds(all: 0.1))),
+                       ["a/time": .regression])
+    }
+
+    func testMissingAndNewCases() {
+        let baseline = Self.run([Self.result("kept", Self.samples(1)), Self.result("gone", Self.samples(1))])
+        let current = Self.run([Self.result("kept", Self.samples(1)), Self.result("added", Self.samples(1))])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertEqual(verdicts(comparison), ["kept/time": .ok, "added/time": .new, "gone/time": .missing])
+        XCTAssertEqual(comparison.exitCode, .ok)
+        XCTAssertEqual(comparison.rows.map(\.id), ["kept", "added", "gone"])
+    }
+
+    func testAnotherMachineComparesOnlyEfficiencyAndSpeedup() {
+        var other = Self.machine
+        other.machineID = "other-machine"
+        // Twice as slow everywhere on a machine with half the bound: same
+        // efficiency, same speedup, so nothing regressed.
+        let baseline = Self.run([Self.result("f", Self.samples(1), bound: 50, unfused: Self.samples(3))], machine: other)
+        let slower = Self.run([Self.result("f", Self.samples(2), bound: 25, unfused: Self.samples(6))])
+        let comparison = BenchComparison(baseline: baseline, current: slower)
+        XCTAssertFalse(comparison.sameMachine)
+        XCTAssertEqual(verdicts(comparison), ["f/efficiency": .ok, "f/speedup": .ok])
+        XCTAssertTrue(comparison.summary.contains("another machine"))
+        XCTAssertEqual(comparison.exitCode, .ok)
+
+        // The fused kernel loses its edge: speedup 3x -> 1.5x, efficiency halves.
+        let lost = Self.run([Self.result("f", Self.samples(4), bound: 25, unfused: Self.samples(6))])
+        let regressed = BenchComparison(baseline: baseline, current: lost)
+        XCTAssertEqual(verdicts(regressed), ["f/efficiency": .regression, "f/speedup": .regression])
+        XCTAssertEqual(regressed.exitCode, .regression)
+    }
+
+    func testStatisticsOfAResult() {
+        let result = Self.result("a", [0.4, 0.1, 0.3, 0.2, 0.5], bound: 20, unfused: [0.8, 0.2, 0.6, 0.4, 1.0])
+        XCTAssertEqual(result.median, 0.3, accuracy: 1e-12)
+        XCTAssertEqual(result.relativeIQR, (0.4 - 0.2) / 0.3, accuracy: 1e-12)
+        XCTAssertEqual(result.gflops, 1e9 / 0.3 / 1e9, accuracy: 1e-9)
+        XCTAssertEqual(result.gbs, 1e8 / 0.3 / 1e9, accuracy: 1e-9)
+        XCTAssertEqual(result.efficiency!, (1 / 0.3) / 20, accuracy: 1e-9)
+        XCTAssertEqual(result.speedup!, 2, accuracy: 1e-12)
+        XCTAssertNil(Self.result("b", [1], bound: nil).efficiency)
+    }
+
+    // MARK: - documents and exit codes
+
+    func testBaselineRoundTrip() throws {
+        let run = Self.run([Self.result("a", Self.samples(1)), Self.result("b", Self.samples(2), impl: .fused, unfused: Self.samples(3))])
+        let file = path("baselines/m/proof.json")
+        try run.save(path: file)
+        XCTAssertEqual(try BenchRun.load(path: file), run)
+        XCTAssertEqual(BenchRun.baselinePath(machineID: "m", name: "proof"), "Profiles/baselines/m/proof.json")
+        XCTAssertThrowsError(try BenchRun.load(path: path("nope.json"))) { error in
+            guard case KernelLabError.io(_, let reason)? = error as? KernelLabError else { return XCTFail("\(error)") }
+            XCTAssertTrue(reason.contains("no such baseline"))
+        }
+        try "{}".write(toFile: path("bad.json"), atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try BenchRun.load(path: path("bad.json")))
+    }
+
+    func testExitCodes() {
+        XCTAssertEqual(BenchExitCode.ok.rawValue, 0)
+        XCTAssertEqual(BenchExitCode.regression.rawValue, 1)
+        XCTAssertEqual(BenchExitCode.usage.rawValue, 2)
+        let baseline = Self.run([Self.result("a", Self.samples(1))])
+        XCTAssertEqual(BenchComparison(baseline: baseline, current: Self.run([Self.result("a", Self.samples(0.5))])).exitCode, .ok)
+        XCTAssertEqual(BenchComparison(baseline: baseline, current: Self.run([Self.result("a", Self.samples(2))])).exitCode, .regression)
+        XCTAssertEqual(BenchComparison(baseline: baseline, current: Self.run([])).exitCode, .ok)
+    }
+
+    func testSuiteThresholdsParseAndOverridePerCase() throws {
+        let suite = try RooflineSuite(json: Data("""
+            {"thresholds": {"time": 0.25},
+             "cases": [
+               {"kernel": "scan", "batch": 1, "channels": 8, "seq": 16, "state": 4},
+               {"kernel": "scan", "batch": 1, "channels": 8, "seq": 32, "state": 4, "thresholds": {"speedup": 0.4}}]}
+            """.utf8), name: "t")
+        XCTAssertEqual(suite.thresholds, BenchThresholds(time: 0.25))
+        XCTAssertEqual(suite.cases[0].thresholds, BenchThresholds(time: 0.25))
+        XCTAssertEqual(suite.cases[1].thresholds, BenchThresholds(time: 0.25, speedup: 0.4))
+        XCTAssertThrowsError(try RooflineSuite(json: Data(#"{"thresholds": {"tme": 0.1}, "cases": [{"kernel": "scan", "batch": 1, "channels": 8, "seq": 16, "state": 4}]}"#.utf8), name: "t")) { error in
+            XCTAssertEqual((error as? KernelLabError).map { "\($0)" }?.contains("thresholds.tme"), true)
+        }
+    }
+
+    func testTablesInEveryFormat() {
+        let baseline = Self.run([Self.result("a", Self.samples(1))])
+        let current = Self.run([Self.result("a, odd", Self.samples(1)), Self.result("a", Self.samples(2))])
+        let comparison = BenchComparison(baseline: baseline, current: current)
+        XCTAssertTrue(comparison.table(.markdown).contains("| a | time |"))
+        XCTAssertTrue(comparison.table(.csv).hasPrefix("case,metric,baseline,current,change,p,threshold,verdict\n\"a, odd\",time"))
+        XCTAssertTrue(current.table(.text).contains("IQR/med"))
+    }
+}
