@@ -33,6 +33,13 @@ static inline void kl_attn_range(const kl_attn_geom *g, int h, int i, int *lo, i
     *hi = (int)u;
 }
 
+/// The same range relative to the key tile [j0, j0 + nc), clipped to it.
+static inline void kl_attn_tile_range(const kl_attn_geom *g, int h, int i, int j0, int nc, int *lo, int *hi) {
+    kl_attn_range(g, h, i, lo, hi);
+    *lo = *lo - j0 > 0 ? *lo - j0 : 0;
+    *hi = *hi - j0 < nc ? *hi - j0 : nc;
+}
+
 static inline float kl_attn_slope(const kl_attn_geom *g, int h) { return g->slopes ? g->slopes[h] : 0.0f; }
 
 #endif

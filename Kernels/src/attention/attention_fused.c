@@ -83,9 +83,7 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                 int mr = kl_min(KL_MR, nr - r0);
                 int lo[KL_MR], hi[KL_MR], any = 0, kmin = nc, kmax = 0;
                 for (int r = 0; r < mr; r++) {
-                    kl_attn_range(g, h, q0 + r0 + r, &lo[r], &hi[r]);
-                    lo[r] = kl_max(lo[r] - j0, 0);
-                    hi[r] = kl_min(hi[r] - j0, nc);
+                    kl_attn_tile_range(g, h, q0 + r0 + r, j0, nc, &lo[r], &hi[r]);
                     if (hi[r] > lo[r]) {
                         any = 1;
                         kmin = kl_min(kmin, lo[r]);
@@ -142,8 +140,6 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
     (void)nthreads;
 }
 
-static int fused_threads(kl_pool *pool) { return kl_pool_threads(pool); }
-
 size_t kl_attn_fused_fwd_workspace(const kl_attn_params *p, int threads) {
     int br, bc;
     kl_attn_tiles_for(p, &br, &bc);
@@ -157,7 +153,7 @@ kl_status kl_attn_fused_fwd(const kl_attn_params *p, const float *q, const float
     x.ops = kl_ops_active();
     kl_attn_tiles_for(p, &x.br, &x.bc);
     x.bcp = (int)kl_round_up((size_t)x.bc, 16);
-    int T = fused_threads(pool);
+    int T = kl_pool_threads(pool);
     size_t need = kl_attn_fused_fwd_workspace(p, T);
     kl_status st = kl_check_workspace(ws, ws_bytes, need);
     if (st != KL_OK) return st;
@@ -244,9 +240,7 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                     int mr = kl_min(KL_MR, nr - r0);
                     int lo[KL_MR], hi[KL_MR], any = 0;
                     for (int r = 0; r < mr; r++) {
-                        kl_attn_range(g, h, q0 + r0 + r, &lo[r], &hi[r]);
-                        lo[r] = kl_max(lo[r] - j0, 0);
-                        hi[r] = kl_min(hi[r] - j0, nc);
+                        kl_attn_tile_range(g, h, q0 + r0 + r, j0, nc, &lo[r], &hi[r]);
                         any |= hi[r] > lo[r];
                     }
                     float *P = w.p + (long)r0 * bcp, *dS = w.ds + (long)r0 * bcp;
@@ -310,7 +304,7 @@ kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float
     x.ops = kl_ops_active();
     kl_attn_tiles_for(p, &x.br, &x.bc);
     x.bcp = (int)kl_round_up((size_t)x.bc, 16);
-    int T = fused_threads(pool);
+    int T = kl_pool_threads(pool);
     size_t need = kl_attn_fused_bwd_workspace(p, T);
     kl_status st = kl_check_workspace(ws, ws_bytes, need);
     if (st != KL_OK) return st;
