@@ -3,6 +3,7 @@ import Foundation
 import KernelLab
 
 extension BenchTableFormat: ExpressibleByArgument {}
+extension BenchCompareMode: ExpressibleByArgument {}
 
 /// `kernel-lab bench`: times a suite, saves it as a baseline or checks it
 /// against one. Exits 0 when nothing regressed, 1 on a regression, 2 on a
@@ -20,7 +21,9 @@ struct BenchCommand: ParsableCommand {
             writes Profiles/baselines/<machine-id>/NAME.json; --check NAME compares with it: \
             a metric regresses when its median is worse than the threshold AND a one-sided \
             Mann-Whitney U test (alpha 0.01) separates the samples. A baseline from another \
-            machine compares only roofline efficiency and speedups. Exit status: 0 no \
+            machine compares only roofline efficiency and speedups (--compare ratios or \
+            speedup asks for that anywhere). --confirm re-measures the cases that regressed \
+            and keeps only the regressions the second run confirms. Exit status: 0 no \
             regression, 1 regression, 2 usage error.
             """)
 
@@ -40,6 +43,10 @@ struct BenchCommand: ParsableCommand {
     var saveBaseline: String?
     @Option(help: "Compare with the baseline NAME (or a path to a baseline file).")
     var check: String?
+    @Option(help: "Metrics to compare: auto (time on the same machine, efficiency and speedup on another), ratios (efficiency and speedup), speedup (fused/unfused only; CI).")
+    var compare: BenchCompareMode = .auto
+    @Flag(help: "Re-measure the cases that regressed and keep only confirmed regressions.")
+    var confirm = false
     @Option(help: "Replace every threshold of the suite with this fraction (0.1 = 10%).")
     var threshold: Double?
     @Option(help: "Significance level of the Mann-Whitney test.")
@@ -57,6 +64,9 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--threshold must be a fraction in (0, 10], got \(threshold)")
         }
         if !(alpha > 0 && alpha < 1) { throw ValidationError("--alpha must be in (0, 1), got \(alpha)") }
+        if check == nil, confirm || compare != .auto {
+            throw ValidationError("--compare and --confirm need --check NAME")
+        }
         for (flag, name) in [("--save-baseline", saveBaseline), ("--check", check)] {
             if let name, name.isEmpty { throw ValidationError("\(flag) must name a baseline") }
         }
@@ -110,8 +120,22 @@ struct BenchCommand: ParsableCommand {
         let run = try BenchRun(
             suite: suite, measurements: measurements, machine: machine, ceilings: ceilings,
             gitCommit: BenchRun.gitCommit(), date: ISO8601DateFormatter().string(from: Date()))
-        let comparison = baseline.map {
-            BenchComparison(baseline: $0, current: run, alpha: alpha, thresholds: threshold.map { BenchThresholds(all: $0) })
+        let thresholds = threshold.map { BenchThresholds(all: $0) }
+        var comparison = baseline.map {
+            BenchComparison(baseline: $0, current: run, alpha: alpha, thresholds: thresholds, mode: compare)
+        }
+        if confirm, let baseline, let first = comparison, !first.regressedIDs.isEmpty {
+            // Re-measure whole cases (both twins of a speedup) that regressed.
+            let ids = Set(first.regressedIDs)
+            let labels = Set(run.cases.filter { ids.contains($0.id) }.map(\.label))
+            var again = suite
+            again.cases = suite.cases.filter { labels.contains($0.label) }
+            printError("re-measuring \(again.cases.count) case(s) that regressed: \(labels.sorted().joined(separator: ", "))")
+            let rerun = try BenchRun(
+                suite: again, measurements: try RooflineRunner(threads: threads, seed: seed).measure(again, progress: progress),
+                machine: machine, ceilings: ceilings, gitCommit: run.gitCommit, date: run.date)
+            comparison?.confirm(with: BenchComparison(baseline: baseline, current: rerun, alpha: alpha,
+                                                      thresholds: thresholds, mode: compare))
         }
 
         if let saveBaseline {

@@ -135,6 +135,62 @@ final class BenchTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(regressed.exitCode, .regression)
     }
 
+    func testCompareModesChooseTheMetrics() {
+        let baseline = Self.run([Self.result("f", Self.samples(1), unfused: Self.samples(3))])
+        // The machine got twice as slow: time regresses, the in-run speedup does not.
+        let slower = Self.run([Self.result("f", Self.samples(2), unfused: Self.samples(6))])
+        XCTAssertEqual(verdicts(BenchComparison(baseline: baseline, current: slower)), ["f/time": .regression])
+        XCTAssertEqual(verdicts(BenchComparison(baseline: baseline, current: slower, mode: .ratios)),
+                       ["f/efficiency": .regression, "f/speedup": .ok])
+        let speedupOnly = BenchComparison(baseline: baseline, current: slower, mode: .speedup)
+        XCTAssertEqual(verdicts(speedupOnly), ["f/speedup": .ok])
+        XCTAssertEqual(speedupOnly.exitCode, .ok)
+        XCTAssertTrue(speedupOnly.summary.contains("fused/unfused speedup"))
+        // The fused kernel alone got 3x slower (a lost vector path): caught.
+        let lost = Self.run([Self.result("f", Self.samples(3), unfused: Self.samples(3))])
+        let caught = BenchComparison(baseline: baseline, current: lost, thresholds: BenchThresholds(all: 0.5), mode: .speedup)
+        XCTAssertEqual(verdicts(caught), ["f/speedup": .regression])
+        XCTAssertEqual(caught.exitCode, .regression)
+    }
+
+    func testAnotherMachineWithAnotherISAIsReportedNotGated() {
+        var other = Self.machine
+        other.machineID = "other-machine"
+        let baseline = Self.run([Self.result("f", Self.samples(1), unfused: Self.samples(3))], machine: other)
+        var avx2 = Self.machine
+        avx2.isa = .avx2
+        let current = Self.run([Self.result("f", Self.samples(3), unfused: Self.samples(3))], machine: avx2)
+        let comparison = BenchComparison(baseline: baseline, current: current, mode: .speedup)
+        XCTAssertEqual(verdicts(comparison), ["f/speedup": .regression])
+        XCTAssertFalse(comparison.gated)
+        XCTAssertEqual(comparison.exitCode, .ok)
+        XCTAssertTrue(comparison.summary.contains("not gated"), comparison.summary)
+        // The same hardware forced onto a slower ISA is the same machine: gated.
+        let sameHardware = BenchComparison(baseline: Self.run(baseline.cases), current: current, mode: .speedup)
+        XCTAssertTrue(sameHardware.gated)
+        XCTAssertEqual(sameHardware.exitCode, .regression)
+    }
+
+    func testConfirmationKeepsOnlyRepeatedRegressions() {
+        let baseline = Self.run([Self.result("a", Self.samples(1)), Self.result("b", Self.samples(1))])
+        // Both look 3x slower in the first run (a burst of load)...
+        var comparison = BenchComparison(baseline: baseline, current: Self.run([
+            Self.result("a", Self.samples(3)), Self.result("b", Self.samples(3))]))
+        XCTAssertEqual(Set(comparison.regressedIDs), ["a", "b"])
+        // ...the re-measurement clears "a" and confirms "b".
+        let recheck = BenchComparison(baseline: baseline, current: Self.run([
+            Self.result("a", Self.samples(1.02)), Self.result("b", Self.samples(3))]))
+        comparison.confirm(with: recheck)
+        XCTAssertEqual(verdicts(comparison), ["a/time": .ok, "b/time": .regression])
+        XCTAssertEqual(comparison.rows.map(\.verdictText), ["ok (re-measured)", "regression (confirmed)"])
+        XCTAssertEqual(comparison.exitCode, .regression)
+        // A re-measurement that clears everything passes the check.
+        var cleared = BenchComparison(baseline: baseline, current: Self.run([Self.result("a", Self.samples(3))]))
+        cleared.confirm(with: BenchComparison(baseline: baseline, current: Self.run([Self.result("a", Self.samples(1))])))
+        XCTAssertEqual(cleared.exitCode, .ok)
+        XCTAssertTrue(cleared.table(.text).contains("ok (re-measured)"))
+    }
+
     func testStatisticsOfAResult() {
         let result = Self.result("a", [0.4, 0.1, 0.3, 0.2, 0.5], bound: 20, unfused: [0.8, 0.2, 0.6, 0.4, 1.0])
         XCTAssertEqual(result.median, 0.3, accuracy: 1e-12)

@@ -100,6 +100,27 @@ public enum BenchMetric: String, Codable, Sendable {
     public var higherIsBetter: Bool { self != .time }
 }
 
+/// Which metrics `kernel-lab bench --check` compares (`--compare`).
+public enum BenchCompareMode: String, Codable, Sendable, CaseIterable {
+    /// Median time against a baseline from this machine; roofline efficiency
+    /// and speedup against one from another machine.
+    case auto
+    /// Roofline efficiency and fused/unfused speedup, on any machine.
+    case ratios
+    /// Only the fused/unfused speedup. Both twins are timed in the same run,
+    /// so the machine's speed and most of its drift cancel: the CI mode.
+    case speedup
+
+    /// The metrics compared when the baseline is (or is not) from this machine.
+    public func metrics(sameMachine: Bool) -> [BenchMetric] {
+        switch self {
+        case .auto: sameMachine ? [.time] : [.efficiency, .speedup]
+        case .ratios: [.efficiency, .speedup]
+        case .speedup: [.speedup]
+        }
+    }
+}
+
 /// One row of a comparison: a metric of a case in the baseline and now.
 public struct BenchComparisonRow: Codable, Sendable, Equatable {
     /// The case id.
@@ -118,6 +139,16 @@ public struct BenchComparisonRow: Codable, Sendable, Equatable {
     public var threshold: Double?
     /// The verdict.
     public var verdict: BenchVerdict
+    /// True when this row comes from a re-measurement of a first-run
+    /// regression (`--confirm`); nil otherwise.
+    public var remeasured: Bool?
+
+    /// The verdict as printed: "regression (confirmed)" or "ok (re-measured)"
+    /// after a re-measurement.
+    public var verdictText: String {
+        guard remeasured == true else { return verdict.rawValue }
+        return verdict == .regression ? "regression (confirmed)" : "\(verdict.rawValue) (re-measured)"
+    }
 }
 
 /// A bench run compared with a baseline.
@@ -132,7 +163,10 @@ public struct BenchComparisonRow: Codable, Sendable, Equatable {
 ///
 /// On the same machine (equal `machine_id`) the metric is the time. A
 /// baseline from another machine compares only what does not depend on the
-/// machine: roofline efficiency and fused/unfused speedup.
+/// machine: roofline efficiency and fused/unfused speedup (`mode` can ask for
+/// those, or the speedup alone, on any machine). A baseline from another
+/// machine that ran another ISA is reported but never gates: the ratios
+/// depend on the code path.
 public struct BenchComparison: Codable, Sendable, Equatable {
     /// The significance level of the rank test.
     public var alpha: Double
@@ -142,6 +176,15 @@ public struct BenchComparison: Codable, Sendable, Equatable {
     public var baselineMachineID: String
     /// This run's machine id.
     public var currentMachineID: String
+    /// The metrics compared.
+    public var metrics: [BenchMetric]
+    /// False when the baseline is from another machine with another ISA:
+    /// the rows are printed, but a regression does not fail the check.
+    public var gated: Bool
+    /// The baseline's ISA and this run's.
+    public var baselineISA: ISA
+    /// This run's ISA.
+    public var currentISA: ISA
     /// The rows, in the current run's order, then missing cases.
     public var rows: [BenchComparisonRow]
 
@@ -150,12 +193,18 @@ public struct BenchComparison: Codable, Sendable, Equatable {
 
     /// Compares `current` with `baseline`; `thresholds`, when given, replace
     /// the suite's for every case (`--threshold`).
-    public init(baseline: BenchRun, current: BenchRun, alpha: Double = defaultAlpha, thresholds: BenchThresholds? = nil) {
+    public init(baseline: BenchRun, current: BenchRun, alpha: Double = defaultAlpha, thresholds: BenchThresholds? = nil,
+                mode: BenchCompareMode = .auto) {
         self.alpha = alpha
         baselineMachineID = baseline.machine.machineID
         currentMachineID = current.machine.machineID
         sameMachine = baselineMachineID == currentMachineID
-        let metrics: [BenchMetric] = sameMachine ? [.time] : [.efficiency, .speedup]
+        baselineISA = baseline.machine.isa
+        currentISA = current.machine.isa
+        // On the same hardware a slower ISA is exactly what must be caught.
+        gated = sameMachine || baselineISA == currentISA
+        let metrics = mode.metrics(sameMachine: sameMachine)
+        self.metrics = metrics
         let baselineByID = Dictionary(baseline.cases.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         let currentIDs = Set(current.cases.map(\.id))
         var rows: [BenchComparisonRow] = []
@@ -185,8 +234,24 @@ public struct BenchComparison: Codable, Sendable, Equatable {
         self.rows = rows
     }
 
-    /// Whether any row regressed.
-    public var regressed: Bool { rows.contains { $0.verdict == .regression } }
+    /// Whether any row regressed (and the comparison gates).
+    public var regressed: Bool { gated && rows.contains { $0.verdict == .regression } }
+
+    /// The ids of the cases with a regressed row.
+    public var regressedIDs: [String] { rows.filter { $0.verdict == .regression }.map(\.id) }
+
+    /// Replaces each regressed row by the same row of `recheck`, a comparison
+    /// of a re-measurement of those cases with the same baseline: a
+    /// regression stands only when the second measurement confirms it, so a
+    /// burst of load during one run cannot fail a check on its own.
+    public mutating func confirm(with recheck: BenchComparison) {
+        for index in rows.indices where rows[index].verdict == .regression {
+            let row = rows[index]
+            guard var again = recheck.rows.first(where: { $0.id == row.id && $0.metric == row.metric }) else { continue }
+            again.remeasured = true
+            rows[index] = again
+        }
+    }
 
     /// The exit status of `kernel-lab bench --check`.
     public var exitCode: BenchExitCode { regressed ? .regression : .ok }
@@ -245,7 +310,7 @@ public struct BenchComparison: Codable, Sendable, Equatable {
              row.change.map { String(format: "%+.1f%%", $0 * 100) } ?? "-",
              row.p.map { String(format: "%.3g", $0) } ?? "-",
              row.threshold.map { String(format: "%.0f%%", $0 * 100) } ?? "-",
-             row.verdict.rawValue]
+             row.verdictText]
         }
         let table = renderTable([header] + rows, format: format, rightAligned: [2, 3, 4, 5, 6])
         return format == .csv ? table : summary + "\n\n" + table
@@ -254,18 +319,30 @@ public struct BenchComparison: Codable, Sendable, Equatable {
     /// What was compared, and the outcome, in one or two lines.
     public var summary: String {
         var lines: [String] = []
+        let names = metrics.map { metric -> String in
+            switch metric {
+            case .time: "median time"
+            case .efficiency: "roofline efficiency"
+            case .speedup: "fused/unfused speedup"
+            }
+        }.joined(separator: ", ")
         if sameMachine {
-            lines.append("same machine (\(currentMachineID)): comparing median time.")
+            lines.append("same machine (\(currentMachineID)): comparing \(names).")
         } else {
             lines.append("baseline is from another machine (\(baselineMachineID); this is \(currentMachineID)): "
-                         + "comparing only machine-independent metrics (roofline efficiency, fused/unfused speedup).")
+                         + "comparing only machine-independent metrics (\(names)).")
+        }
+        if !gated {
+            lines.append("the baseline ran \(baselineISA.rawValue) and this run \(currentISA.rawValue) on other hardware: "
+                         + "reported, not gated (the ratios depend on the code path).")
         }
         let counts = BenchVerdict.allCases.compactMap { verdict -> String? in
             let count = rows.filter { $0.verdict == verdict }.count
             return count > 0 ? "\(count) \(verdict.rawValue)" : nil
         }
         let regressions = rows.filter { $0.verdict == .regression }.map { "\($0.id) (\($0.metric.rawValue))" }
-        lines.append((regressions.isEmpty ? "no regression" : "REGRESSION: " + regressions.joined(separator: "; "))
+        lines.append((regressions.isEmpty ? "no regression" : (gated ? "REGRESSION: " : "worse, not gated: ")
+                      + regressions.joined(separator: "; "))
                      + " [" + counts.joined(separator: ", ") + "; Mann-Whitney alpha \(alpha)]")
         return lines.joined(separator: "\n")
     }
