@@ -218,6 +218,30 @@ final class BenchTests: TemporaryDirectoryTestCase {
         XCTAssertThrowsError(try BenchRun.load(path: path("bad.json")))
     }
 
+    /// CI's reference baseline (`make bench-ci`) must cover the smoke suite as
+    /// it is now, with enough samples for the rank test; a suite edit without
+    /// a refreshed baseline fails here rather than silently checking nothing.
+    func testCommittedCIBaselineCoversTheSmokeSuite() throws {
+        let baselines = packageProfiles.appendingPathComponent("baselines")
+        let files = try FileManager.default.subpathsOfDirectory(atPath: baselines.path).filter { $0.hasSuffix("/ci.json") }
+        XCTAssertFalse(files.isEmpty, "no Profiles/baselines/<machine-id>/ci.json")
+        let suite = try RooflineSuite.load("smoke", directory: packageProfiles.appendingPathComponent("suites").path)
+        let expected = suite.runs.map { "\($0.case.label) \($0.pass.rawValue) \($0.impl.rawValue)" }
+        for file in files {
+            let baseline = try BenchRun.load(path: baselines.appendingPathComponent(file).path)
+            XCTAssertEqual(baseline.suite, "smoke", file)
+            XCTAssertEqual(baseline.machine.machineID + "/ci.json", file, "a baseline lives under its machine id")
+            XCTAssertEqual(baseline.cases.map(\.id), expected, file)
+            XCTAssertTrue(baseline.cases.allSatisfy { $0.samples.count >= 8 }, file)
+            // Every fused run has its twin's samples, so CI has a speedup to compare.
+            XCTAssertTrue(baseline.cases.filter { $0.impl == .fused }.allSatisfy { $0.speedup != nil }, file)
+            // Unchanged against itself: the comparison CI runs passes.
+            let comparison = BenchComparison(baseline: baseline, current: baseline, mode: .speedup)
+            XCTAssertEqual(comparison.rows.count, expected.count / 2)
+            XCTAssertEqual(comparison.exitCode, .ok)
+        }
+    }
+
     func testExitCodes() {
         XCTAssertEqual(BenchExitCode.ok.rawValue, 0)
         XCTAssertEqual(BenchExitCode.regression.rawValue, 1)

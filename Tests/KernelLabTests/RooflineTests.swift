@@ -42,11 +42,7 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         }
         """
 
-    /// Profiles/ of this package, found from this file's path.
-    private static var profiles: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Profiles")
-    }
+    private static var profiles: URL { packageProfiles }
 
     private func fixtureTable() throws -> RooflineCeilingTable {
         let path = directory.appendingPathComponent("ceilings.json").path

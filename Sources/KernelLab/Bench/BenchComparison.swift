@@ -185,6 +185,10 @@ public struct BenchComparison: Codable, Sendable, Equatable {
     public var baselineISA: ISA
     /// This run's ISA.
     public var currentISA: ISA
+    /// Threads of the baseline's kernels and this run's.
+    public var baselineThreads: Int
+    /// Threads of this run's kernels.
+    public var currentThreads: Int
     /// The rows, in the current run's order, then missing cases.
     public var rows: [BenchComparisonRow]
 
@@ -201,6 +205,8 @@ public struct BenchComparison: Codable, Sendable, Equatable {
         sameMachine = baselineMachineID == currentMachineID
         baselineISA = baseline.machine.isa
         currentISA = current.machine.isa
+        baselineThreads = baseline.machine.threads
+        currentThreads = current.machine.threads
         // On the same hardware a slower ISA is exactly what must be caught.
         gated = sameMachine || baselineISA == currentISA
         let metrics = mode.metrics(sameMachine: sameMachine)
@@ -331,6 +337,9 @@ public struct BenchComparison: Codable, Sendable, Equatable {
         } else {
             lines.append("baseline is from another machine (\(baselineMachineID); this is \(currentMachineID)): "
                          + "comparing only machine-independent metrics (\(names)).")
+        }
+        if baselineThreads != currentThreads {
+            lines.append("the baseline ran \(baselineThreads) thread(s), this run \(currentThreads): expect changes from scaling alone.")
         }
         if !gated {
             lines.append("the baseline ran \(baselineISA.rawValue) and this run \(currentISA.rawValue) on other hardware: "

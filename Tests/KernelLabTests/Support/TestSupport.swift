@@ -4,6 +4,10 @@ import XCTest
 // Helpers shared by the test classes: temporary directories and launching
 // the built `kernel-lab` executable.
 
+/// `Profiles/` of this package, found from this file's path.
+let packageProfiles = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Profiles")
+
 /// A fresh directory under the system temporary directory, removed by the caller.
 func makeTemporaryDirectory() throws -> URL {
     let url = FileManager.default.temporaryDirectory.appendingPathComponent("kernellab-tests-\(UUID().uuidString)")
