@@ -108,7 +108,7 @@ bench-baseline: release
 	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --save-baseline $(BENCH_BASELINE)
 
 bench-check: release
-	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --check $(BENCH_BASELINE)
+	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --check $(BENCH_BASELINE) --confirm
 
 # CI's check (README: "In CI"): only the fused/unfused speedups, which the
 # machine's speed and drift cancel, 50% threshold AND the rank test, and a

@@ -179,7 +179,10 @@ final class CeilingsTests: TemporaryDirectoryTestCase {
         let fake = FakeMeasurer(settings: settings, caches: system.cacheBytes)
         let profile = try fakeMeasurement(settings, system: system).run(measurer: fake)
 
-        for (key, series) in fake.runs {
+        // The DRAM cross-check's single passes (3 arrays of 4x L3) are not calibrated trials.
+        let l3 = system.cacheBytes.l3
+        let pairedKeys = Set([1, 2].map { "bandwidth/triad/\((12 * l3 + $0 - 1) / $0)/\($0)" })
+        for (key, series) in fake.runs where !pairedKeys.contains(key) {
             let target = key.hasPrefix("bandwidth") ? settings.bandwidthTrialSeconds : settings.computeTrialSeconds
             let full = series.filter { $0.seconds >= target / 2 }
             // Calibration runs, then one warm-up (at least half the target; the
@@ -238,11 +241,23 @@ final class CeilingsTests: TemporaryDirectoryTestCase {
                 if point.bytesPerThread == 32 << 10 { XCTAssertNil(point.level) }
                 XCTAssertEqual(point.trialsGBs.count, settings.timedTrials)
             }
-            XCTAssertEqual(profile.streamCheck.streamTriadGBs[String(threads)], 25 * Double(threads))
-            XCTAssertEqual(profile.streamCheck.ratio[String(threads)], 0.8)
+            // Paired check: the lab's single passes over 3 arrays of 4x L3 (20 GB/s
+            // a thread) against the check's 25; the ceiling keeps the faster of
+            // the sweep plateau and those passes.
+            let key = String(threads)
+            XCTAssertEqual(profile.streamCheck.streamTriadGBs[key], 25 * Double(threads))
+            XCTAssertEqual(profile.streamCheck.labTriadGBs[key], 20 * Double(threads))
+            XCTAssertEqual(profile.streamCheck.ratio[key], 0.8)
+            XCTAssertEqual(profile.streamCheck.pairedRatioMedian?[key], 0.8)
+            XCTAssertEqual(profile.streamCheck.sweepTriadGBs?[key], 20 * Double(threads))
+            let passes = try XCTUnwrap(fake.runs["bandwidth/triad/\((12 * l3 + threads - 1) / threads)/\(threads)"])
+            XCTAssertEqual(passes.map(\.iterations), Array(repeating: 1, count: settings.streamTrials))
         }
-        XCTAssertEqual(fake.streamCalls.map { $0.arrayBytes }, [4 * l3, 4 * l3])
-        XCTAssertEqual(fake.streamCalls.map { $0.trials }, [10, 10])
+        // Each round: one timed pass after the check's discarded first.
+        XCTAssertEqual(fake.streamCalls.map { $0.arrayBytes }, Array(repeating: 4 * l3, count: 2 * settings.streamTrials))
+        XCTAssertEqual(Set(fake.streamCalls.map { $0.trials }), [2])
+        XCTAssertEqual(fake.streamCalls.map { $0.threads }, Array(repeating: 1, count: settings.streamTrials)
+                       + Array(repeating: 2, count: settings.streamTrials))
         XCTAssertFalse(profile.numa.remoteApplicable)
         XCTAssertTrue(profile.numa.note.contains("not applicable"))
         XCTAssertTrue(try XCTUnwrap(profile.method["bandwidth_gbs"]).contains("write-allocate"))

@@ -50,14 +50,17 @@ extension MachineProfile {
             + "\n(STREAM bytes: read 4, copy 8, triad 12 per float; write-allocate traffic not counted;"
             + " plateau = median of the sweep points in the level's region)")
 
-        var check = [["triad (lab kernel) vs STREAM-style check", "lab GB/s", "check GB/s", "lab/check"]]
+        var check = [["triad (lab kernel) vs STREAM-style check", "lab GB/s", "check GB/s", "lab/check", "median pair", "sweep GB/s"]]
         for t in threads {
             let key = String(t)
             check.append(["DRAM, \(t) thread(s)", cell(streamCheck.labTriadGBs[key], "%.1f"),
-                          cell(streamCheck.streamTriadGBs[key], "%.1f"), cell(streamCheck.ratio[key], "%.3f")])
+                          cell(streamCheck.streamTriadGBs[key], "%.1f"), cell(streamCheck.ratio[key], "%.3f"),
+                          cell(streamCheck.pairedRatioMedian?[key], "%.3f"), cell(streamCheck.sweepTriadGBs?[key], "%.1f")])
         }
-        sections.append(formatTable(check, rightAligned: [1, 2, 3])
-            + "\n(check: plain C triad, 3 arrays of \(formatBytes(streamCheck.arrayBytes)), best pass after the first)")
+        sections.append(formatTable(check, rightAligned: [1, 2, 3, 4, 5])
+            + "\n(check: plain C triad, 3 arrays of \(formatBytes(streamCheck.arrayBytes)); interleaved single passes of both"
+            + " kernels over the same bytes, best of each; median pair = median of the rounds' lab/check ratios;"
+            + " sweep = the sweep's DRAM triad plateau)")
 
         if numa.remoteApplicable {
             var rows = [["NUMA GB/s, 1 thread"] + BandwidthKernel.allCases.map(\.rawValue)]

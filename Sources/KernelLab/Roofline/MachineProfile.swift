@@ -122,18 +122,38 @@ public struct MachineProfile: Codable, Sendable, Equatable {
     public struct StreamCheck: Codable, Sendable, Equatable {
         /// Bytes of each of the check's three arrays.
         public var arrayBytes: Int
-        /// GB/s of `kl_ceiling_stream_triad_check`.
+        /// Best pass of `kl_ceiling_stream_triad_check`, GB/s, per thread count.
         public var streamTriadGBs: [String: Double]
-        /// The DRAM triad plateau of the lab kernel, GB/s.
+        /// Best pass of the lab's triad kernel over the same bytes, interleaved
+        /// with the check's passes, GB/s.
         public var labTriadGBs: [String: Double]
         /// `labTriadGBs / streamTriadGBs`.
         public var ratio: [String: Double]
+        /// Median over the interleaved rounds of lab pass / check pass (nil
+        /// in profiles measured before the check was paired).
+        public var pairedRatioMedian: [String: Double]?
+        /// The sweep's DRAM triad plateau, GB/s (nil in older profiles).
+        public var sweepTriadGBs: [String: Double]?
+
+        /// Creates a check record.
+        public init(arrayBytes: Int, streamTriadGBs: [String: Double], labTriadGBs: [String: Double],
+                    ratio: [String: Double], pairedRatioMedian: [String: Double]? = nil,
+                    sweepTriadGBs: [String: Double]? = nil) {
+            self.arrayBytes = arrayBytes
+            self.streamTriadGBs = streamTriadGBs
+            self.labTriadGBs = labTriadGBs
+            self.ratio = ratio
+            self.pairedRatioMedian = pairedRatioMedian
+            self.sweepTriadGBs = sweepTriadGBs
+        }
 
         enum CodingKeys: String, CodingKey {
             case arrayBytes = "array_bytes"
             case streamTriadGBs = "stream_triad_gbs"
             case labTriadGBs = "lab_triad_gbs"
             case ratio
+            case pairedRatioMedian = "paired_ratio_median"
+            case sweepTriadGBs = "sweep_triad_gbs"
         }
     }
 
