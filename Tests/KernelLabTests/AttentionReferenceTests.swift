@@ -501,6 +501,26 @@ final class AttentionReferenceTests: XCTestCase {
         }
     }
 
+    func testBackwardSplitsHeadsWhenThreadsOutnumberThem() throws {
+        // B H < T: the fused backward splits a head's key tiles over the
+        // threads (strided, so causal splits balance) and sums dQ partials.
+        let cases = [
+            AttnCase(lq: 200, lk: 300, d: 32, causal: true, seed: 410),                 // 3 tiles, 3 splits
+            AttnCase(b: 1, h: 2, lq: 90, lk: 390, d: 16, windows: [50, 0], seed: 411),  // 4 tiles, 3 splits per head
+            AttnCase(lq: 33, lk: 129, d: 80, alibi: [0.3], seed: 412),                   // 2 tiles: 2 splits
+            AttnCase(lq: 64, lk: 100, d: 64, causal: true, seed: 413),                   // 1 tile: no split
+        ]
+        verifyCases(cases, threads: 3)
+        // The partials are the only workspace beyond the tiles: (S - 1) B H Lq d floats.
+        var p = kl_attn_params()
+        p.batch = 1; p.heads = 1; p.q_len = 200; p.kv_len = 300; p.head_dim = 32
+        let one = kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1)
+        let three = kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3)
+        XCTAssertEqual(three, 3 * one + 2 * 200 * 32 * 4)
+        p.heads = 3  // enough heads: no partials
+        XCTAssertEqual(kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3), 3 * kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1))
+    }
+
     func testFusedMatchesUnfusedLargerShapes() {
         // Shapes too big for the debug-built float64 reference: impls agree.
         let cases = [

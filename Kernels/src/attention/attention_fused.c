@@ -9,7 +9,12 @@
 // K^T tile, one score strip, m and l of the block: O(tile).
 //
 // Backward: each work item is one (batch, head), so dq, dk and dv of that head
-// are written by one thread only (no races, no atomics). Key tiles are the
+// are written by one thread only (no races, no atomics). With fewer heads than
+// threads (B H < T) a head is split S = T ways by key tile (tiles s, s + S, ...,
+// so causal splits get equal work); split 0 accumulates into dq, split s > 0
+// into its own (Lq, d) dQ partial, and a second pass sums the partials into dq
+// by rows. Those partials, (S - 1) B H Lq d floats, are the only workspace
+// beyond O(tile). Key tiles are the
 // outer loop (dK, dV accumulate in a tile buffer); for each query block the
 // probabilities are recomputed from lse, and
 //   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dK += dS^T Q,  dQ += dS K
@@ -176,9 +181,19 @@ typedef struct {
     float *dq, *dk, *dv;
     char *ws;
     size_t ws_per_thread;
+    float *dq_part;        // (B H (S - 1), Lq, d) dQ partials of splits s > 0, or NULL
     int br, bc, bcp, items;
+    int splits;            // S: key-tile splits per head
     _Atomic int next;
 } bwd_ctx;
+
+// Key-tile splits per head: 1 unless there are fewer heads than threads.
+static int bwd_splits(const kl_attn_params *p, int threads, int kv_block) {
+    long bh = (long)p->batch * p->heads;
+    int tiles = (p->kv_len + kv_block - 1) / kv_block;
+    if (bh >= threads || tiles < 2) return 1;
+    return kl_min(threads, tiles);
+}
 
 typedef struct { float *kt, *vt, *p, *ds, *dk, *dv, *dd; } bwd_scratch;
 
@@ -208,17 +223,20 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
     const int d = g->d, br = x->br, bc = x->bc, bcp = x->bcp;
     bwd_scratch w;
     bwd_scratch_layout(d, br, bcp, x->ws + (size_t)tid * x->ws_per_thread, &w);
-    int bh;
-    while ((bh = atomic_fetch_add(&x->next, 1)) < x->items) {
+    int item;
+    const int S = x->splits;
+    while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
+        int bh = item / S, split = item % S;
         int h = bh % g->H;
         float slope2 = kl_attn_slope(g, h) * KL_LOG2E, c2 = g->scale * KL_LOG2E;
         const float *Q = x->q + (long)bh * g->Lq * d, *O = x->o + (long)bh * g->Lq * d;
         const float *dO = x->dout + (long)bh * g->Lq * d, *LSE = x->lse + (long)bh * g->Lq;
         const float *K = x->k + (long)bh * g->Lk * d, *V = x->v + (long)bh * g->Lk * d;
-        float *dQ = x->dq + (long)bh * g->Lq * d;
+        float *dQ = split == 0 ? x->dq + (long)bh * g->Lq * d
+                               : x->dq_part + ((long)bh * (S - 1) + split - 1) * g->Lq * d;
         float *dK = x->dk + (long)bh * g->Lk * d, *dV = x->dv + (long)bh * g->Lk * d;
         memset(dQ, 0, (size_t)g->Lq * d * sizeof(float));
-        for (int j0 = 0; j0 < g->Lk; j0 += bc) {
+        for (int j0 = split * bc; j0 < g->Lk; j0 += S * bc) {
             int nc = kl_min(bc, g->Lk - j0);
             memset(w.dk, 0, (size_t)nc * d * sizeof(float));
             memset(w.dv, 0, (size_t)nc * d * sizeof(float));
@@ -285,15 +303,42 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
             }
             ops->scale(dK + (long)j0 * d, nc * d, g->scale);
         }
-        ops->scale(dQ, g->Lq * d, g->scale);
+        if (S == 1) ops->scale(dQ, g->Lq * d, g->scale);  // split heads: after the sum
     }
     (void)nthreads;
+}
+
+// dq = scale * (dq + the partials of splits 1..S-1), rows split over threads.
+static void bwd_reduce_worker(void *vctx, int tid, int nthreads) {
+    bwd_ctx *x = vctx;
+    const kl_attn_geom *g = &x->g;
+    const int S = x->splits, d = g->d;
+    long rows = (long)g->B * g->H * g->Lq;
+    long lo = rows * tid / nthreads, hi = rows * (tid + 1) / nthreads;
+    for (long r = lo; r < hi; r++) {
+        long bh = r / g->Lq, i = r % g->Lq;
+        float *dst = x->dq + r * d;
+        for (int s = 1; s < S; s++) {
+            const float *src = x->dq_part + ((bh * (S - 1) + s - 1) * g->Lq + i) * d;
+            for (int c = 0; c < d; c++) dst[c] += src[c];
+        }
+        x->ops->scale(dst, d, g->scale);
+    }
+}
+
+// Per-thread tile scratch, then the dQ partials of split heads.
+static size_t bwd_tile_bytes(const kl_attn_params *p, int threads) {
+    int br, bc;
+    kl_attn_tiles_for(p, &br, &bc);
+    return (size_t)threads * bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
 }
 
 size_t kl_attn_fused_bwd_workspace(const kl_attn_params *p, int threads) {
     int br, bc;
     kl_attn_tiles_for(p, &br, &bc);
-    return (size_t)threads * bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
+    int S = bwd_splits(p, threads, bc);
+    size_t parts = (size_t)(S - 1) * p->batch * p->heads * p->q_len * p->head_dim * sizeof(float);
+    return bwd_tile_bytes(p, threads) + parts;
 }
 
 kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float *k, const float *v,
@@ -311,9 +356,12 @@ kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float
     x.q = q; x.k = k; x.v = v; x.o = o; x.lse = lse; x.dout = dout;
     x.dq = dq; x.dk = dk; x.dv = dv;
     x.ws = ws;
-    x.ws_per_thread = need / (size_t)T;
-    x.items = x.g.B * x.g.H;
+    x.ws_per_thread = bwd_tile_bytes(p, T) / (size_t)T;
+    x.splits = bwd_splits(p, T, x.bc);
+    x.dq_part = x.splits > 1 ? (float *)((char *)ws + bwd_tile_bytes(p, T)) : NULL;
+    x.items = x.g.B * x.g.H * x.splits;
     atomic_init(&x.next, 0);
     kl_pool_run(pool, bwd_worker, &x);
+    if (x.splits > 1) kl_pool_run(pool, bwd_reduce_worker, &x);
     return KL_OK;
 }
