@@ -507,6 +507,7 @@ final class AttentionReferenceTests: XCTestCase {
         let cases = [
             AttnCase(lq: 200, lk: 300, d: 32, causal: true, seed: 410),                 // 3 tiles, 3 splits
             AttnCase(b: 1, h: 2, lq: 90, lk: 390, d: 16, windows: [50, 0], seed: 411),  // 4 tiles, 3 splits per head
+            AttnCase(b: 2, h: 2, lq: 70, lk: 260, d: 32, causal: true, alibi: [0.2, 0.05], seed: 414),  // 4 heads: 3 splits
             AttnCase(lq: 33, lk: 129, d: 80, alibi: [0.3], seed: 412),                   // 2 tiles: 2 splits
             AttnCase(lq: 64, lk: 100, d: 64, causal: true, seed: 413),                   // 1 tile: no split
         ]
@@ -517,7 +518,12 @@ final class AttentionReferenceTests: XCTestCase {
         let one = kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1)
         let three = kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3)
         XCTAssertEqual(three, 3 * one + 2 * 200 * 32 * 4)
-        p.heads = 3  // enough heads: no partials
+        p.heads = 3  // heads divide the threads: no partials
+        XCTAssertEqual(kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3), 3 * kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1))
+        p.heads = 4  // 4 heads on 3 threads: 3 splits each, 12 items
+        XCTAssertEqual(kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3),
+                       3 * kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1) + 2 * 4 * 200 * 32 * 4)
+        p.heads = 12  // many heads: no partials
         XCTAssertEqual(kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 3), 3 * kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, 1))
     }
 

@@ -9,9 +9,9 @@
 // K^T tile, one score strip, m and l of the block: O(tile).
 //
 // Backward: each work item is one (batch, head), so dq, dk and dv of that head
-// are written by one thread only (no races, no atomics). With fewer heads than
-// threads (B H < T) a head is split S = T ways by key tile (tiles s, s + S, ...,
-// so causal splits get equal work); split 0 accumulates into dq, split s > 0
+// are written by one thread only (no races, no atomics). When the heads do not
+// fill the threads evenly (bwd_splits) a head is split S ways by key tile
+// (tiles s, s + S, ..., so causal splits get equal work); split 0 accumulates into dq, split s > 0
 // into its own (Lq, d) dQ partial, and a second pass sums the partials into dq
 // by rows. Those partials, (S - 1) B H Lq d floats, are the only workspace
 // beyond O(tile). Key tiles are the
@@ -187,12 +187,17 @@ typedef struct {
     _Atomic int next;
 } bwd_ctx;
 
-// Key-tile splits per head: 1 unless there are fewer heads than threads.
+// Key-tile splits per head: S = T / gcd(B H, T), so that B H S items fill
+// every thread equally (1 head on 2 threads: 2; 3 heads on 2 threads: 2, not
+// 2 rounds with one thread idle in the second). Not needed when the heads
+// divide evenly or are many (>= 4 T: at most one round in four idles).
 static int bwd_splits(const kl_attn_params *p, int threads, int kv_block) {
     long bh = (long)p->batch * p->heads;
     int tiles = (p->kv_len + kv_block - 1) / kv_block;
-    if (bh >= threads || tiles < 2) return 1;
-    return kl_min(threads, tiles);
+    if (bh % threads == 0 || bh >= 4L * threads || tiles < 2) return 1;
+    long a = bh, b = threads;
+    while (b) { long t = a % b; a = b; b = t; }  // a = gcd(B H, T)
+    return kl_min(threads / (int)a, tiles);
 }
 
 typedef struct { float *kt, *vt, *p, *ds, *dk, *dv, *dd; } bwd_scratch;
