@@ -72,7 +72,9 @@ int kl_numa_nodes(void);
 const char *kl_blas_config(void);
 const char *kl_blas_core(void);
 /// Cache size in bytes for level 1, 2, 3 (data/unified) from sysfs or sysconf, 0 if
-/// unknown. KERNELLAB_LLC_BYTES=<bytes> overrides level 3 (the cost models read it).
+/// unknown. KERNELLAB_L1_BYTES, KERNELLAB_L2_BYTES and KERNELLAB_LLC_BYTES=<bytes>
+/// override levels 1, 2 and 3 (the cost models read them; the traffic validation
+/// sets them to the simulated geometry).
 size_t kl_cache_bytes(int level);
 
 // --------------------------------------------------------------- buffers ---
@@ -98,12 +100,18 @@ void kl_pool_run(kl_pool *pool, void (*fn)(void *ctx, int tid, int nthreads), vo
 // ------------------------------------------------------------ cost model ---
 
 /// FLOPs and bytes of one kernel call. `flops` follows the kernel's stated
-/// convention; `dram_bytes` is a model of DRAM traffic (see each kernel).
+/// convention; the byte fields model the traffic across each cache boundary
+/// (see each kernel). Each is one function of a capacity, the size of the cache
+/// above that boundary: dram_bytes of the LLC (level 3), l3_bytes of the L2,
+/// l2_bytes of the L1d, so l2_bytes >= l3_bytes >= dram_bytes >= min_bytes
+/// whenever the cache sizes grow with the level.
 typedef struct {
     double flops;
     double min_bytes;    // compulsory: read inputs once, write outputs once
     double dram_bytes;   // modelled DRAM traffic including re-reads and materialized tensors
     double exps;         // transcendental evaluations (exp/log), counted separately
+    double l3_bytes;     // modelled L3 <-> L2 traffic: L2 misses (fetches) + L2 write-backs
+    double l2_bytes;     // modelled L2 <-> L1 traffic: L1d misses + L1d write-backs (rougher)
 } kl_cost;
 
 typedef enum { KL_IMPL_FUSED = 0, KL_IMPL_UNFUSED = 1 } kl_impl;

@@ -8,7 +8,7 @@ import KernelLab
 struct TrafficCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "traffic",
-        abstract: "Validate the DRAM-byte models against a cache simulation (callgrind).",
+        abstract: "Validate the DRAM- and L3-byte models against a cache simulation (callgrind).",
         shouldDisplay: false,
         subcommands: [Probe.self, Validate.self],
         defaultSubcommand: Probe.self)
@@ -62,7 +62,7 @@ struct TrafficCommand: ParsableCommand {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "validate",
-            abstract: "Run the traffic suite under callgrind and compare model and simulated DRAM bytes.")
+            abstract: "Run the traffic suite under callgrind and compare model and simulated DRAM and L3 bytes.")
 
         @Option(help: "valgrind executable.")
         var valgrind = "/usr/bin/valgrind"
@@ -82,18 +82,26 @@ struct TrafficCommand: ParsableCommand {
             let cases = TrafficCase.defaultSuite.prefix(limit ?? Int.max)
             let start = Date()
             let runnable = try validator.prepareExecutable()
+            // The L2 simulation does not depend on the case's LLC: one per probe.
+            var l3Rows: [(TrafficComparison, String)] = []
+            var simulatedL2: Set<String> = []
             for (i, c) in cases.enumerated() {
-                let t0 = Date()
-                let r = try validator.run(c, index: i, executable: runnable)
-                rows.append((r, c.note))
-                printError(String(format: "   %.2f model / %.2f simulated MiB (ratio %.2f, %@) in %.0f s",
-                                  r.modelBytes / 1_048_576, r.simulatedBytes / 1_048_576, r.ratio, r.verdict,
-                                  Date().timeIntervalSince(t0)))
+                for level in [MemoryLevel.dram, .l3] {
+                    if level == .l3 && !simulatedL2.insert(c.probe.label).inserted { continue }
+                    let t0 = Date()
+                    let r = try validator.run(c, index: i, executable: runnable, level: level)
+                    if level == .l3 { l3Rows.append((r, c.l3Note)) } else { rows.append((r, c.note)) }
+                    printError(String(format: "   %@: %.2f model / %.2f simulated MiB (ratio %.2f, %@) in %.0f s",
+                                      level.rawValue, r.modelBytes / 1_048_576, r.simulatedBytes / 1_048_576, r.ratio,
+                                      r.verdict, Date().timeIntervalSince(t0)))
+                }
             }
             let table = TrafficValidator.table(rows)
-            print(table, terminator: "")
-            let ok = rows.filter { $0.0.withinTolerance }.count
-            print("\n\(ok) of \(rows.count) cases within 25% (\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
+            let l3Table = TrafficValidator.l3Table(l3Rows)
+            print(table + "\n" + l3Table, terminator: "")
+            let ok = rows.filter { $0.0.withinTolerance }.count, l3OK = l3Rows.filter { $0.0.withinTolerance }.count
+            print("\nDRAM: \(ok) of \(rows.count) cases within 25%; L3: \(l3OK) of \(l3Rows.count) "
+                  + "(\(String(format: "%.0f", Date().timeIntervalSince(start))) s)")
             let doc = """
                 # DRAM traffic: cost model vs callgrind cache simulation
 
@@ -104,7 +112,21 @@ struct TrafficCommand: ParsableCommand {
                 call; simulated bytes = 64 x (LL misses of the call + dirty lines written back during the call
                 and when evicted after it).
 
-                """ + table
+                ## DRAM (dram_bytes against the simulated LLC)
+
+                """ + table + """
+
+                ## L3 <-> L2 (l3_bytes against a simulated 1 MiB 8-way L2)
+
+                The same runs with callgrind's LL set to the L2's geometry (`--LL=1048576,8,64`; the model is
+                told the size through KERNELLAB_L2_BYTES): its misses and write-backs are the traffic between
+                L2 and L3. One run per shape (it does not depend on the LLC). Beside it, for information, the
+                model's l2_bytes (L1d traffic, a rougher model) and callgrind's D1 misses x 64 (fetches only:
+                callgrind does not count D1 write-backs, so D1/model is expected below 1 where write-backs
+                are a large share).
+
+
+                """ + l3Table
             try FileManager.default.createDirectory(
                 at: URL(fileURLWithPath: out).deletingLastPathComponent(), withIntermediateDirectories: true)
             try doc.write(toFile: out, atomically: true, encoding: .utf8)

@@ -84,7 +84,8 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         XCTAssertTrue(html.contains("model, not measurement"))
         let markdown = try String(contentsOfFile: out + "/roofline.md", encoding: .utf8)
         XCTAssertTrue(markdown.contains("## Summary") && markdown.contains("| id |"))
-        XCTAssertTrue(markdown.contains("Hierarchical roofline limitation"))
+        XCTAssertTrue(markdown.contains("L3 bandwidth × flops / l3_bytes"), "the method names the hierarchical bound")
+        XCTAssertTrue(markdown.contains("| L3 MB | L2 MB |"), "the points table has the per-level bytes")
     }
 
     func testJSONPointsCarryCostBoundAndProjections() throws {
@@ -105,8 +106,9 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         let isa = try ISA.active
         let boundNames: Set<String> = ["compute", "exp", "l1", "l2", "l3", "dram"]
         for point in points {
-            for key in ["kernel", "impl", "pass", "batch", "seq", "flops", "dram_bytes", "intensity", "median_seconds",
-                        "gflops", "bound", "bound_gflops", "fraction_of_bound", "projections"] {
+            for key in ["kernel", "impl", "pass", "batch", "seq", "flops", "dram_bytes", "l3_bytes", "l2_bytes", "intensity",
+                        "l3_intensity", "l2_intensity", "median_seconds", "gflops", "bound", "bound_gflops",
+                        "memory_roof_level", "memory_roofs_gflops", "fraction_of_bound", "projections"] {
                 XCTAssertNotNil(point[key], "point lacks \(key)")
             }
             let flops = try XCTUnwrap(point["flops"] as? Double)
@@ -125,8 +127,19 @@ final class RooflineTests: TemporaryDirectoryTestCase {
             // The bound is the lowest roof, and named after it.
             let compute = try XCTUnwrap(fixture.peakGflops(isa))
             let exp = try XCTUnwrap(fixture.expPerSecond(isa)) * flops / exps / 1e9
-            let dram = 20 * intensity  // the fastest DRAM kernel of the fixture: read
-            let expected = [("compute", compute), ("exp", exp), ("dram", dram)].min { $0.1 < $1.1 }!
+            // Hierarchical: each level's fastest kernel (read in the fixture) times that level's intensity.
+            let l3Bytes = try XCTUnwrap(point["l3_bytes"] as? Double), l2Bytes = try XCTUnwrap(point["l2_bytes"] as? Double)
+            XCTAssertEqual(try XCTUnwrap(point["l3_intensity"] as? Double), flops / l3Bytes, accuracy: flops / l3Bytes * 1e-12)
+            XCTAssertEqual(try XCTUnwrap(point["l2_intensity"] as? Double), flops / l2Bytes, accuracy: flops / l2Bytes * 1e-12)
+            XCTAssertGreaterThanOrEqual(l2Bytes, l3Bytes)
+            XCTAssertGreaterThanOrEqual(l3Bytes, dramBytes)
+            let memory = [("dram", 20 * intensity), ("l3", 70 * flops / l3Bytes), ("l2", 150 * flops / l2Bytes)]
+            let lowestMemory = memory.filter { $0.0 != "l2" }.min { $0.1 < $1.1 }!  // L2 reported, never binding
+            XCTAssertEqual(point["memory_roof_level"] as? String, lowestMemory.0)
+            let roofs = try XCTUnwrap(point["memory_roofs_gflops"] as? [String: Double])
+            XCTAssertEqual(Set(roofs.keys), ["l2", "l3", "dram"])
+            for (level, value) in memory { XCTAssertEqual(try XCTUnwrap(roofs[level]), value, accuracy: value * 1e-12, level) }
+            let expected = [("compute", compute), ("exp", exp), lowestMemory].min { $0.1 < $1.1 }!
             let bound = try XCTUnwrap(point["bound"] as? String)
             let boundGflops = try XCTUnwrap(point["bound_gflops"] as? Double)
             XCTAssertTrue(boundNames.contains(bound))
@@ -151,6 +164,8 @@ final class RooflineTests: TemporaryDirectoryTestCase {
                                       options: AttentionOptions(causal: true), impl: .unfused, pass: .backward)
         XCTAssertEqual(attention.flops, cost.flops)
         XCTAssertEqual(attention.dramBytes, cost.dramBytes)
+        XCTAssertEqual(attention.l3Bytes, cost.l3Bytes)
+        XCTAssertEqual(attention.l2Bytes, cost.l2Bytes)
         let scan = try XCTUnwrap(report.points.first { $0.kernel == .scan && $0.pass == .forward && $0.impl == .fused })
         let scanCost = try Scan.cost(shape: try ScanShape(batch: 1, channels: 32, seqLen: 64, state: 4), impl: .fused, pass: .forward)
         XCTAssertEqual(scan.flops, scanCost.flops)
@@ -189,7 +204,8 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(lines.first, [
             "id", "kernel", "impl", "pass", "label", "batch", "heads", "seq", "kv_seq", "head_dim", "causal",
             "channels", "state", "groups", "threads", "isa", "repeats", "median_seconds", "flops", "min_bytes",
-            "dram_bytes", "exps", "intensity", "gflops", "level", "bound", "bound_gflops", "fraction_of_bound",
+            "dram_bytes", "l3_bytes", "l2_bytes", "exps", "intensity", "l3_intensity", "l2_intensity", "gflops",
+            "memory_roof_level", "bound", "bound_gflops", "fraction_of_bound",
             "workspace_bytes", "footprint_bytes", "footprint_level", "nvidia-a100-sxm4-80gb_fp32_attainable_gflops", "nvidia-a100-sxm4-80gb_fp32_bound",
             "nvidia-h100-sxm5-80gb_fp32_attainable_gflops", "nvidia-h100-sxm5-80gb_fp32_bound",
         ].joined(separator: ","))
@@ -197,7 +213,7 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         // The label with a comma is quoted, so every row has the header's column count.
         XCTAssertTrue(csv.contains("\"attn, odd\""))
         for line in lines.dropFirst() where !line.contains("\"") {
-            XCTAssertEqual(line.split(separator: ",", omittingEmptySubsequences: false).count, 35, line)
+            XCTAssertEqual(line.split(separator: ",", omittingEmptySubsequences: false).count, 39, line)
         }
     }
 
@@ -325,30 +341,62 @@ final class RooflineTests: TemporaryDirectoryTestCase {
     func testBoundNamesTheLowestRoof() throws {
         let ceilings = RooflineCeilings(
             threads: 1, peakGflops: [.avx512: 100], expPerSecond: [.avx512: 10e9],
-            bandwidthGBs: [.l3: [.read: 50], .dram: [.read: 20, .triad: 25, .copy: 10]])
-        // DRAM: the fastest DRAM kernel (triad, 25 GB/s) at 1 FLOP/B.
-        var bound = try RooflineBound(flops: 1e9, dramBytes: 1e9, exps: 0, isa: .avx512, level: .dram, ceilings: ceilings)
-        XCTAssertEqual(bound.kind, .dram)
-        XCTAssertEqual(bound.gflops, 25)
-        XCTAssertNil(bound.expGflops)
-        // L3 when the case says its data lives there.
-        bound = try RooflineBound(flops: 1e9, dramBytes: 1e9, exps: 0, isa: .avx512, level: .l3, ceilings: ceilings)
-        XCTAssertEqual(bound.kind, .l3)
-        XCTAssertEqual(bound.gflops, 50)
-        // Compute at high intensity.
-        bound = try RooflineBound(flops: 1e12, dramBytes: 1e9, exps: 1e9, isa: .avx512, level: .dram, ceilings: ceilings)
-        XCTAssertEqual(bound.kind, .compute)
-        XCTAssertEqual(bound.gflops, 100)
-        XCTAssertEqual(try XCTUnwrap(bound.expGflops), 10e9 * 1000 / 1e9)
+            bandwidthGBs: [.l2: [.read: 200], .l3: [.read: 50], .dram: [.read: 20, .triad: 25, .copy: 10]])
+        func bound(flops: Double, l2: Double, l3: Double, dram: Double, exps: Double = 0) throws -> RooflineBound {
+            try RooflineBound(flops: flops, bytes: [.l2: l2, .l3: l3, .dram: dram], exps: exps, isa: .avx512, ceilings: ceilings)
+        }
+        // DRAM: the fastest DRAM kernel (triad, 25 GB/s) at 1 FLOP/B; L3 and L2 at the same bytes are higher.
+        var b = try bound(flops: 1e9, l2: 1e9, l3: 1e9, dram: 1e9)
+        XCTAssertEqual(b.kind, .dram)
+        XCTAssertEqual(b.gflops, 25)
+        XCTAssertEqual(b.memoryLevel, .dram)
+        XCTAssertEqual(b.memoryRoofsGflops, ["l2": 200, "l3": 50, "dram": 25])
+        XCTAssertNil(b.expGflops)
+        // L3 binds when its traffic is more than 50/25 times DRAM's.
+        b = try bound(flops: 1e9, l2: 1e9, l3: 4e9, dram: 1e9)
+        XCTAssertEqual(b.kind, .l3)
+        XCTAssertEqual(b.gflops, 50.0 / 4, accuracy: 1e-12)
+        // The L2 roof is computed but never binds (its byte model is a rough estimate):
+        // 200 GB/s over 10x the traffic is the lowest roof, yet DRAM is named.
+        b = try bound(flops: 1e9, l2: 10e9, l3: 1e9, dram: 1e9)
+        XCTAssertEqual(b.kind, .dram)
+        XCTAssertEqual(b.gflops, 25, accuracy: 1e-12)
+        XCTAssertEqual(try XCTUnwrap(b.memoryRoofsGflops["l2"]), 20, accuracy: 1e-12)
+        // Equal roofs: the slower level is named.
+        b = try bound(flops: 1e9, l2: 1e9, l3: 2e9, dram: 1e9)
+        XCTAssertEqual(b.memoryLevel, .dram)
+        // Compute at high intensity at every level.
+        b = try bound(flops: 1e12, l2: 1e9, l3: 1e9, dram: 1e9, exps: 1e9)
+        XCTAssertEqual(b.kind, .compute)
+        XCTAssertEqual(b.gflops, 100)
+        XCTAssertEqual(try XCTUnwrap(b.expGflops), 10e9 * 1000 / 1e9)
+        // ... and a heavy L2 stream is reported, not binding; a heavy L3 stream binds.
+        b = try bound(flops: 1e12, l2: 4e12, l3: 1e9, dram: 1e9, exps: 1e9)
+        XCTAssertEqual(b.kind, .compute)
+        XCTAssertEqual(try XCTUnwrap(b.memoryRoofsGflops["l2"]), 50, accuracy: 1e-9)
+        b = try bound(flops: 1e12, l2: 1e9, l3: 1e12, dram: 1e9, exps: 1e9)
+        XCTAssertEqual(b.kind, .l3)
+        XCTAssertEqual(b.gflops, 50, accuracy: 1e-9)
         // exp when there are few FLOPs per exp: 10 Gexp/s x 5 FLOP/exp = 50 GFLOP/s-eq.
-        bound = try RooflineBound(flops: 5e11, dramBytes: 1e9, exps: 1e11, isa: .avx512, level: .dram, ceilings: ceilings)
-        XCTAssertEqual(bound.kind, .exp)
-        XCTAssertEqual(bound.gflops, 50, accuracy: 1e-9)
+        b = try bound(flops: 5e11, l2: 1e9, l3: 1e9, dram: 1e9, exps: 1e11)
+        XCTAssertEqual(b.kind, .exp)
+        XCTAssertEqual(b.gflops, 50, accuracy: 1e-9)
+        // A level without a measured bandwidth is left out; from a cost, every level's own bytes are used.
+        let dramOnly = RooflineCeilings(threads: 1, peakGflops: [.avx512: 100], expPerSecond: [:],
+                                        bandwidthGBs: [.dram: [.read: 20]])
+        let cost = KernelCost(flops: 1e9, minBytes: 1e8, dramBytes: 1e9, l3Bytes: 1e12, l2Bytes: 1e12, exps: 0)
+        b = try RooflineBound(cost: cost, isa: .avx512, ceilings: dramOnly)
+        XCTAssertEqual(b.kind, .dram)
+        XCTAssertEqual(b.memoryRoofsGflops, ["dram": 20])
+        b = try RooflineBound(cost: cost, isa: .avx512, ceilings: ceilings)
+        XCTAssertEqual(b.kind, .l3)
+        XCTAssertEqual(b.gflops, 50 * 1e9 / 1e12, accuracy: 1e-12)
         // A missing ceiling is an error naming the ceilings.
         XCTAssertThrows(.invalidArgument(argument: "ceilings", reason: "no peak GFLOP/s for ISA avx2 at 1 thread(s)"),
-                        try RooflineBound(flops: 1, dramBytes: 1, exps: 0, isa: .avx2, level: .dram, ceilings: ceilings))
-        XCTAssertThrows(.invalidArgument(argument: "ceilings", reason: "no L1 bandwidth at 1 thread(s)"),
-                        try RooflineBound(flops: 1, dramBytes: 1, exps: 0, isa: .avx512, level: .l1, ceilings: ceilings))
+                        try RooflineBound(cost: cost, isa: .avx2, ceilings: ceilings))
+        let noDRAM = RooflineCeilings(threads: 1, peakGflops: [.avx512: 100], expPerSecond: [:], bandwidthGBs: [.l3: [.read: 50]])
+        XCTAssertThrows(.invalidArgument(argument: "ceilings", reason: "no DRAM bandwidth at 1 thread(s)"),
+                        try RooflineBound(cost: cost, isa: .avx512, ceilings: noDRAM))
     }
 
     func testA100ProjectionAtOneFlopPerByteIsBandwidthBound() throws {
@@ -451,7 +499,7 @@ final class RooflineTests: TemporaryDirectoryTestCase {
 
     func testSuiteDefaultsAndRunOrder() throws {
         let suite = try RooflineSuite(json: Data("""
-            [{"kernel": "scan", "batch": 1, "channels": 16, "seq": 8, "state": 2, "level": "l3"}]
+            [{"kernel": "scan", "batch": 1, "channels": 16, "seq": 8, "state": 2}]
             """.utf8), name: "bare")
         XCTAssertEqual(suite.name, "bare")
         XCTAssertEqual(suite.warmup, 1)
@@ -459,7 +507,6 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         let only = try XCTUnwrap(suite.cases.first)
         XCTAssertEqual(only.impls, [.unfused, .fused])
         XCTAssertEqual(only.passes, [.forward])
-        XCTAssertEqual(only.level, .l3)
         XCTAssertEqual(only.label, "scan D16 L8 N2")
         XCTAssertEqual(suite.runs.map { "\($0.pass.rawValue)/\($0.impl.rawValue)" }, ["forward/unfused", "forward/fused"])
     }
@@ -491,8 +538,8 @@ final class RooflineTests: TemporaryDirectoryTestCase {
                        .invalidArgument(argument: "cases[0].head_dims", reason: "unknown key (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{"kernel": "scan", "batch": 1, "channels": 10, "seq": 8, "state": 2, "groups": 3}]}"#),
                        .invalidArgument(argument: "cases[0].groups", reason: "must divide channels (10), got 3 (in 't.json')"))
-        XCTAssertEqual(error(#"{"cases": [{"kernel": "scan", "batch": 1, "channels": 16, "seq": 8, "state": 2, "level": "l4"}]}"#),
-                       .invalidArgument(argument: "cases[0].level", reason: "unknown memory level 'l4'; expected l1, l2, l3 or dram (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "scan", "batch": 1, "channels": 16, "seq": 8, "state": 2, "level": "l3"}]}"#),
+                       .invalidArgument(argument: "cases[0].level", reason: "is retired: every case is bounded by each memory level with its own modelled traffic (L3 and DRAM bytes); remove it (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": []}"#),
                        .invalidArgument(argument: "cases", reason: "must name at least one case (in 't.json')"))
         XCTAssertEqual(error(#"{"name": "x"}"#),

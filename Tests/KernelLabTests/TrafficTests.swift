@@ -101,6 +101,31 @@ final class TrafficTests: XCTestCase {
         XCTAssertTrue(table.contains("- scan unfused backward B=1 D=64 L=1024 N=16, LLC 1024 KiB: why"))
     }
 
+    func testL3LevelRunSimulatesTheL2AndComparesL3Bytes() throws {
+        let probe = TrafficProbe(kernel: .attention, impl: .fused, pass: .forward)
+        let c = TrafficCase(probe: probe, llcBytes: TrafficCase.fullLLC)
+        let args = TrafficValidator.valgrindArguments(for: c, outFile: "/tmp/o", level: .l3)
+        XCTAssertTrue(args.contains("--LL=\(TrafficCase.l2Bytes),\(TrafficCase.l2Ways),64"), "\(args)")
+        XCTAssertFalse(args.contains("--LL=\(TrafficCase.fullLLC),16,64"))
+        XCTAssertTrue(TrafficValidator.valgrindArguments(for: c, outFile: "/tmp/o").contains("--LL=\(TrafficCase.fullLLC),16,64"))
+        let env = TrafficValidator.environment(for: c, base: [:])
+        XCTAssertEqual(env["KERNELLAB_L2_BYTES"], "\(TrafficCase.l2Bytes)")
+        XCTAssertEqual(env["KERNELLAB_LLC_BYTES"], "\(TrafficCase.fullLLC)")
+
+        let call = try CallgrindTotals(parsing: fixture)
+        let cost = KernelCost(flops: 1, minBytes: 50_000, dramBytes: 60_000, l3Bytes: 100_000, l2Bytes: 200_000, exps: 0)
+        let r = TrafficComparison(l3Of: cost, label: probe.label, l2Bytes: TrafficCase.l2Bytes, call: call, drain: nil)
+        XCTAssertEqual(r.level, .l3)
+        XCTAssertEqual(r.modelBytes, cost.l3Bytes)
+        XCTAssertEqual(r.simulatedBytes, Double((call.llMisses + call.dirtyEvictions) * 64))
+        XCTAssertEqual(r.l1Model, cost.l2Bytes)
+        XCTAssertEqual(r.l1Fetched, Double((call["D1mr"] + call["D1mw"]) * 64))
+        let table = TrafficValidator.l3Table([(r, "why not")])
+        XCTAssertTrue(table.contains("| \(probe.label) | "), table)
+        XCTAssertTrue(table.contains(String(format: "| %.2f | %@ |", r.ratio, r.verdict)), table)
+        XCTAssertTrue(table.contains("- \(probe.label): why not"), table)
+    }
+
     func testLLCOverrideReachesTheModel() throws {
         let shape = try AttentionShape(batch: 1, heads: 2, queryLength: 1024, keyLength: 1024, headDim: 64)
         setenv("KERNELLAB_LLC_BYTES", "\(1 << 20)", 1)

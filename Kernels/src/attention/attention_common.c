@@ -68,23 +68,101 @@ void kl_attn_tiles_for(const kl_attn_params *p, int *q_block, int *kv_block) {
 // backward (P recomputed from lse); the same halving when causal.
 // Bytes (fp32):
 //   min_bytes: q, k, v, o, lse once (forward); plus dout, dq, dk, dv (backward).
-//   dram_bytes, fused (estimate): K and V of a head are re-read once per query
-//     block unless they fit in the last-level cache; q, o read/written once.
-//     The backward re-reads q, dout, dq once per key block under the same rule.
-//   Every output line is also read once before it is written (write-allocate:
-//     plain stores to a line not in cache fetch it first), so dram_bytes adds
-//     the output bytes once more: o, lse (forward); dq, dk, dv (backward).
-//   dram_bytes, unfused (estimate): the above plus the materialized (Lq, Lk)
-//     matrices. When one does not fit in the last-level cache, per head, in
-//     passes over it (each a read, or a write-back): forward 7 = the first
-//     sgemm's beta = 0 pass (OpenBLAS zeroes C first: fetch + write-back), its
-//     update (read + write-back), softmax (read + write-back), the second sgemm
-//     (read); backward 15 = two such sgemms (4 each), the elementwise dS pass
-//     (reads S and dP, writes back P and dS: 4) and three sgemms reading P or
-//     dS (3). When it fits, the buffer (reused by every head) costs one fetch
-//     and one write-back: 2 passes per buffer (S; S and dP in the backward).
+//   Traffic is one function, attn_traffic(cap), of the capacity of the cache
+//   above a boundary: dram_bytes = f(LLC), l3_bytes = f(L2), l2_bytes = f(L1d)
+//   (per-core L1 and L2: the threads split the work by heads and query blocks,
+//   so one core's cache holds one work item's working set). Every figure
+//   starts from min_bytes plus the write-allocate fetch of every output line
+//   (plain stores to a line not in cache fetch it first): o, lse (forward);
+//   dq, dk, dv (backward). Terms are added when a working set exceeds cap:
+//   fused forward (work item: one head's query block; K/V tiles stream past it)
+//     head:  K and V of a head (2 Lk d) beside the block's working set (q and o
+//            blocks, the K^T tile, a score strip): K and V are re-read once per
+//            query block (nqb * frac - 1 extra). Validated at the LLC and L2.
+//     block: q and o blocks, the K^T and V tiles: q is re-read and o read and
+//            written back once per key tile (nkb * frac - 1 extra). L1 only.
+//     tile:  K^T and V tiles and a strip of KL_MR rows: each strip streams the
+//            K^T tile and the V tile (the microkernel's B operands) and the K^T
+//            tile is fetched and written back per (query block, key tile).
+//            L1 only; an estimate (the score strip is taken to stay in L1).
+//   fused backward (work item: one head; key tiles outer, query blocks inner)
+//     head:  q, o, dout, dq, lse of a head beside the tile workspace (K^T, V^T,
+//            P, dS, dK, dV): q, o, dout, lse and dq are re-read and dq written
+//            back once per key tile (nkb * frac - 1 extra). Validated at the LLC
+//            and L2.
+//     tile:  the tile workspace (always larger than L1): per (key tile, query
+//            block) each strip streams K^T, V^T and the K tile; P and dS are
+//            fetched and written back; the dV and dK gemms stream the dout and
+//            q blocks, a line per row of P and dS and their accumulators once per
+//            KL_MR keys; K^T and V^T are fetched and written back per key tile.
+//            L1 only; a ROUGH estimate (hardware prefetch and partial reuse
+//            between strips are not modelled), not validated.
+//   unfused: the materialized (Lq, Lk) matrices. When they do not fit in cap,
+//     per head, in passes over them (each a read, or a write-back): forward 7 =
+//     the first sgemm's beta = 0 pass (OpenBLAS zeroes C first: fetch +
+//     write-back), its update (read + write-back), softmax (read + write-back),
+//     the second sgemm (read); backward 15 = two such sgemms (4 each), the
+//     elementwise dS pass (reads S and dP, writes back P and dS: 4) and three
+//     sgemms reading P or dS (3). When they fit, the buffer (reused by every
+//     head) costs one fetch and one write-back: 2 passes per buffer (S; S and
+//     dP in the backward). Validated at the LLC and L2. At L1 the sgemms' own
+//     operand streams are added: GotoBLAS blocking keeps a kc x nr panel of B
+//     in L1 and streams the packed A block from L2 once per nr columns,
+//     4 m n k / nr bytes per sgemm (2 sgemms forward, 5 backward). A ROUGH
+//     estimate: nr = 8 is calibrated on callgrind's D1 misses for OpenBLAS's
+//     Haswell kernels (nr = 4, the register tile's width, gave twice the
+//     simulated fetches); other BLAS cores block differently.
 //   Checked against callgrind's cache simulation: make validate-traffic
 //   (reports/traffic.md).
+#define KL_BLAS_NR 8.0  // effective columns per A-block stream (see above)
+
+typedef struct {
+    double bh, Lq, Lk, d, frac;   // frac: the visible share of the scores (1/2 when causal)
+    double qb, kb, bcp;           // tiles, clipped to the sequence; bcp: kb padded to 16
+    double nqb, nkb, strips;      // query blocks, key tiles, KL_MR-row strips over Lq
+    double base;                  // min_bytes + write-allocate fetch of the outputs
+    int bwd, unfused;
+} attn_model;
+
+// Bytes across the boundary below a cache of cap bytes; level 1 is the L1d
+// (where the sgemm microkernel's streams count).
+static double attn_traffic(const attn_model *m, double cap, int level) {
+    const double f = 4.0;  // bytes per float
+    double bh = m->bh, Lq = m->Lq, Lk = m->Lk, d = m->d, frac = m->frac;
+    double qb = m->qb, kb = m->kb, bcp = m->bcp, nqb = m->nqb, nkb = m->nkb;
+    double bytes = m->base;
+    if (m->unfused) {
+        double s = Lq * Lk * f;
+        double passes = m->bwd ? 15.0 : 7.0, buffers = m->bwd ? 2.0 : 1.0, gemms = m->bwd ? 5.0 : 2.0;
+        bytes += buffers * s > cap ? bh * passes * s : 2.0 * buffers * s;
+        if (level == 1) bytes += bh * gemms * Lq * Lk * d * f / KL_BLAS_NR;
+        return bytes;
+    }
+    double kt = d * bcp * f, ktile = kb * d * f;  // K^T tile (workspace), K or V tile
+    if (!m->bwd) {
+        double head = 2.0 * Lk * d * f;
+        double block = 2.0 * qb * d * f + kt + KL_MR * bcp * f;  // q, o blocks, K^T, score strip
+        double tile = kt + ktile + KL_MR * (2.0 * d + bcp) * f;  // K^T, V tile, one strip's q, o, s
+        if (head + block > cap) bytes += bh * fmax(nqb * frac - 1.0, 0.0) * head;
+        if (block + ktile > cap) bytes += bh * fmax(nkb * frac - 1.0, 0.0) * 3.0 * Lq * d * f;
+        if (tile > cap)  // V per strip instead of per block; K^T per strip, fetched + written back per tile
+            bytes += bh * frac * ((m->strips - nqb) * Lk * d * f + m->strips * nkb * kt + nqb * nkb * 2.0 * kt);
+    } else {
+        double head = (4.0 * Lq * d + Lq) * f;                            // q, o, dout, dq, lse
+        double ws = (4.0 * d * bcp + 2.0 * qb * bcp + qb) * f;            // kt, vt, dk, dv, p, ds, dd
+        if (head + ws > cap) bytes += bh * fmax(nkb * frac - 1.0, 0.0) * (5.0 * Lq * d + Lq) * f;
+        if (ws > cap) {
+            double pairs = bh * frac * nkb * nqb, kstrips = ceil(kb / KL_MR);
+            bytes += bh * frac * m->strips * nkb * (2.0 * kt + ktile)      // strips: K^T, V^T, K tile
+                     + pairs * 4.0 * qb * bcp * f                          // P, dS fetched + written back
+                     + pairs * kstrips * 2.0 * qb * (d * f + 64.0)         // dV, dK gemms: dout, q blocks, P, dS lines
+                     + pairs * 4.0 * kb * d * f                            // dV, dK accumulators read + written back
+                     + bh * nkb * 4.0 * kt;                                // K^T, V^T fetched + written back
+        }
+    }
+    return bytes;
+}
+
 kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_cost *out) {
     kl_status st = kl_attn_check(p);
     if (st != KL_OK) return st;
@@ -93,32 +171,26 @@ kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_c
     double frac = p->causal ? 0.5 : 1.0;
     double fwd = 4.0 * bh * Lq * Lk * d * frac;
     double qo = bh * Lq * d * 4.0, kv = bh * Lk * d * 4.0, lse = bh * Lq * 4.0;
-    double llc = (double)kl_cache_bytes(3);
-    if (llc <= 0) llc = 8.0 * 1024 * 1024;
     int qb, kb;
     kl_attn_tiles_for(p, &qb, &kb);
-    double nqb = ceil(Lq / qb), nkb = ceil(Lk / kb);
     int bwd = pass == KL_PASS_BACKWARD;
     out->flops = bwd ? 2.5 * fwd : fwd;
     out->exps = bh * Lq * Lk * frac;
     out->min_bytes = bwd ? 3 * qo + lse + 2 * kv + qo + 2 * kv  // q o dout lse k v | dq dk dv
                          : qo + 2 * kv + qo + lse;              // q k v | o lse
     double outputs = bwd ? qo + 2 * kv : qo + lse;  // write-allocate fetch of every output line
-    if (impl == KL_IMPL_FUSED) {
-        double per_head_kv = 2.0 * Lk * d * 4.0, per_head_q = 3.0 * Lq * d * 4.0;
-        if (!bwd) {
-            double rereads = per_head_kv > llc ? (nqb * frac - 1 > 0 ? nqb * frac - 1 : 0) : 0;
-            out->dram_bytes = out->min_bytes + bh * rereads * per_head_kv;
-        } else {
-            // q, dout and dq (read and written) are walked once per key block.
-            double rereads = per_head_q > llc ? (nkb * frac - 1 > 0 ? nkb * frac - 1 : 0) : 0;
-            out->dram_bytes = out->min_bytes + bh * rereads * (per_head_q + Lq * d * 4.0);
-        }
-    } else {
-        double s = Lq * Lk * 4.0;
-        double passes = bwd ? 15.0 : 7.0, buffers = bwd ? 2.0 : 1.0;
-        out->dram_bytes = out->min_bytes + (buffers * s > llc ? bh * passes * s : 2.0 * buffers * s);
-    }
-    out->dram_bytes += outputs;
+    attn_model m = {
+        .bh = bh, .Lq = Lq, .Lk = Lk, .d = d, .frac = frac,
+        .qb = fmin(qb, Lq), .kb = fmin(kb, Lk), .bcp = (double)kl_round_up((size_t)kb, 16),
+        .nqb = ceil(Lq / qb), .nkb = ceil(Lk / kb),
+        // KL_MR-row strips: full query blocks, then the last partial one
+        .strips = floor(Lq / qb) * ceil((double)qb / KL_MR) + ceil(fmod(Lq, qb) / KL_MR),
+        .base = out->min_bytes + outputs, .bwd = bwd, .unfused = impl != KL_IMPL_FUSED,
+    };
+    // Unknown sizes fall back to common ones (32 KiB, 512 KiB, 8 MiB).
+    double l1 = (double)kl_cache_bytes(1), l2 = (double)kl_cache_bytes(2), llc = (double)kl_cache_bytes(3);
+    out->dram_bytes = attn_traffic(&m, llc > 0 ? llc : 8.0 * 1024 * 1024, 3);
+    out->l3_bytes = attn_traffic(&m, l2 > 0 ? l2 : 512.0 * 1024, 2);
+    out->l2_bytes = attn_traffic(&m, l1 > 0 ? l1 : 32.0 * 1024, 1);
     return KL_OK;
 }

@@ -79,10 +79,11 @@ static size_t kl_cache_sysfs(int level) {
 }
 
 size_t kl_cache_bytes(int level) {
-    // KERNELLAB_LLC_BYTES overrides the last level (the traffic validation
-    // simulates a smaller LLC under valgrind and hands its size to the model).
-    if (level == 3) {
-        const char *env = getenv("KERNELLAB_LLC_BYTES");
+    // KERNELLAB_{L1,L2,LLC}_BYTES override a level (the traffic validation
+    // simulates its own cache sizes under valgrind and hands them to the model).
+    static const char *const overrides[] = {"KERNELLAB_L1_BYTES", "KERNELLAB_L2_BYTES", "KERNELLAB_LLC_BYTES"};
+    if (level >= 1 && level <= 3) {
+        const char *env = getenv(overrides[level - 1]);
         if (env && *env) {
             char *end = NULL;
             unsigned long long v = strtoull(env, &end, 10);

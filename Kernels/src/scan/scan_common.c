@@ -118,17 +118,85 @@ void kl_scan_partials_reduce(const kl_scan_geom *g, kl_scan_partials *all, int t
 // Bytes (fp32): min_bytes reads u, delta, z (B, D, L), B, C (B, G, N, L), A,
 // D, bias and h0 once and writes out and the last state once; the backward
 // reads those plus dout and writes every gradient once.
-// dram_bytes adds, to min_bytes, the write-allocate fetch of every output line
-// (plain stores to a line not in cache read it first). Fused: chunk buffers
-// live in L1/L2 (B and C are re-read once per channel block, from cache when
-// B*G*N*L fits in the LLC, an estimate); the backward's workspace is fetched
-// and written back once and the saved chunk states are read. Unfused: the
-// three (B, D, L, N) tensors exp(dt A), dt B u and the states, in passes of
-// B*D*L*N floats: each written (fetch + write-back) and read back, 9 passes in
-// the forward, 11 in the backward (which reads them twice more in its reverse
-// walk); when all three fit in the LLC the reads hit and only the fetch and
-// write-back remain (6). Checked against callgrind's cache simulation:
-// make validate-traffic (reports/traffic.md).
+// Traffic is one function, scan_traffic(cap), of the capacity of the cache
+// above a boundary: dram_bytes = f(LLC), l3_bytes = f(L2), l2_bytes = f(L1d)
+// (per-core L1 and L2: threads split the work by channel blocks or rows).
+// Every figure starts from min_bytes plus the write-allocate fetch of every
+// output line (plain stores to a line not in cache read it first). Then:
+//   fused: the chunk buffers live in the cache above the boundary while they
+//     fit. B and C of a (batch, group), 2 N L floats, are read by every channel
+//     block of the group (16 channels forward, block_channels backward): re-read
+//     once per extra block when they do not fit beside the chunk buffers.
+//     Backward: the per-thread workspace (chunk buffers, checkpoints) is
+//     fetched and written back once and the saved chunk states are read.
+//     Every chunk touches its chunk buffers beside the chunk's slices of the
+//     inputs and outputs (forward: u, delta, z, out of 16 channels and B, C;
+//     backward: u, delta, z, dout, du, ddelta, dz of block_channels and B, C,
+//     dB, dC); the part of that working set beyond 3/4 of cap is fetched and
+//     written back again every chunk (LRU with set conflicts: the backward at
+//     B=1 D=64 L=1024 N=16 uses 0.9 of a 1 MiB 8-way L2 and the simulation
+//     shows the excess re-fetched). Validated at the LLC and L2. At L1 the
+//     chunk buffers are re-fetched every chunk, and the backward's four
+//     (chunk, N, 16) buffers of the reverse walk cost 12 passes per lane block
+//     (each written and read once: fetch, write-back, fetch): a ROUGH estimate,
+//     compared only with callgrind's D1 fetches (reports/traffic.md).
+//   unfused: the three (B, D, L, N) tensors exp(dt A), dt B u and the states,
+//     in passes of B*D*L*N floats: each written (fetch + write-back) and read
+//     back, 9 passes in the forward, 11 in the backward (which reads them twice
+//     more in its reverse walk); when all three fit only the fetch and
+//     write-back remain (6). Validated at the LLC and L2. B and C of a
+//     (batch, group) are read per (b, d) row (forward: B in the dt B u pass, C
+//     in the y pass; backward: those twice and B, C, dB, dC in the reverse walk,
+//     dB and dC also written back): when one (N, L) array does not fit, each
+//     row reads them again (an estimate; in practice at L1 only).
+// Checked against callgrind's cache simulation: make validate-traffic
+// (reports/traffic.md).
+typedef struct {
+    double bdl, N, L, rows, groups_b;  // rows = B*D, groups_b = B*G
+    double blocks_fwd, blocks_bwd;     // channel blocks per (b, g): 16 channels, block_channels
+    double nchunks, chunk, bc;         // chunks over L, steps per chunk, channels per backward item
+    double ws_fwd, ws_bwd;             // per-thread workspace bytes (one thread)
+    double saved;                      // saved chunk-state bytes read by the backward
+    double base;                       // min_bytes + write-allocate fetch of the outputs
+    int bwd, unfused;
+} scan_model;
+
+static double scan_traffic(const scan_model *m, double cap) {
+    const double f = 4.0;
+    double bytes = m->base, nl = m->N * m->L * f;  // one (N, L) array of a (batch, group)
+    if (m->unfused) {
+        double big = m->bdl * m->N * f;
+        bytes += big * (3.0 * big > cap ? (m->bwd ? 11.0 : 9.0) : 6.0);
+        if (nl > cap) bytes += m->rows * nl * (m->bwd ? 8.0 : 2.0);
+        return bytes;
+    }
+    double ws = m->bwd ? m->ws_bwd : m->ws_fwd, blocks = m->bwd ? m->blocks_bwd : m->blocks_fwd;
+    // B and C are read twice per block in the backward (checkpoints, reverse walk).
+    if (2.0 * nl + ws > cap) bytes += m->groups_b * (blocks - 1.0) * 2.0 * nl * (m->bwd ? 2.0 : 1.0);
+    // The backward's workspace is fetched and written back once; the saved states are read.
+    if (m->bwd) bytes += 2.0 * ws + m->saved;
+    // Each chunk touches the chunk buffers (the workspace less the backward's
+    // checkpoints, touched once per chunk) beside the chunk's slice of the
+    // (B, D, L) and (N, L) arrays. Whatever exceeds 3/4 of cap (an LRU cache
+    // with set conflicts does not hold a working set up to its full size) is
+    // fetched and written back again every chunk.
+    double ck = m->bwd ? m->nchunks * m->N * m->bc * f : 0.0;
+    double stream = m->bwd ? (7.0 * m->bc + 4.0 * m->N) * m->chunk * f : (4.0 * KL_SCAN_W + 2.0 * m->N) * m->chunk * f;
+    double items = m->groups_b * blocks, rest = ws - ck;
+    // Backward: the four (chunk, N, 16) buffers hs, as, dBl, dCl are walked per
+    // lane block: hs and as written by the recompute and read by the reverse
+    // walk, dBl and dCl written by it and read by the lane reduction. When they
+    // do not fit, each write is a fetch and a write-back and each read a fetch:
+    // 12 buffer passes per (item, chunk, lane block).
+    double lanebuf = m->chunk * m->N * KL_SCAN_W * f;
+    if (m->bwd && 4.0 * lanebuf > 0.75 * cap) {
+        bytes += items * m->nchunks * (m->bc / KL_SCAN_W) * 12.0 * lanebuf;
+        rest -= 4.0 * lanebuf;
+    }
+    double over = fmin(fmax(ws + stream - 0.75 * cap, 0.0), rest);
+    return bytes + items * m->nchunks * 2.0 * over;
+}
+
 kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out) {
     kl_status st = kl_scan_check(p);
     if (st != KL_OK) return st;
@@ -146,19 +214,25 @@ kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_c
     double fwd_out = (bdl + bdn) * 4.0;                                       // out, last state
     double grads = (3 * bdl + dn + 2 * bgnl + 2.0 * p->channels + bdn) * 4.0; // du ddelta dz dA dB dC dD dbias dh0
     out->min_bytes = bwd ? in + (bdl + bdn) * 4.0 + grads : in + fwd_out;     // + dout, dlast
-    double big = bdl * N * 4.0;
-    double llc = (double)kl_cache_bytes(3);
-    if (llc <= 0) llc = 8.0 * 1024 * 1024;
     double outputs = bwd ? grads : fwd_out;  // write-allocate
-    if (impl == KL_IMPL_FUSED) {
-        double extra = bwd ? 2.0 * (double)kl_scan_bwd_workspace_bytes(p, KL_IMPL_FUSED, 1) +
-                                 (double)kl_scan_saved_count(p) * 4.0
-                           : 0.0;
-        out->dram_bytes = out->min_bytes + outputs + extra;
-    } else {
-        double passes = 3.0 * big > llc ? (bwd ? 11.0 : 9.0) : 6.0;
-        out->dram_bytes = out->min_bytes + outputs + big * passes;
-    }
+    int chunk, bc;
+    kl_scan_tiles_for(p, &chunk, &bc);
+    double dg = (double)p->channels / p->groups;
+    scan_model m = {
+        .bdl = bdl, .N = N, .L = p->seq_len, .rows = (double)p->batch * p->channels,
+        .groups_b = (double)p->batch * p->groups,
+        .blocks_fwd = ceil(dg / KL_SCAN_W), .blocks_bwd = ceil(dg / bc),
+        .nchunks = ceil((double)p->seq_len / chunk), .chunk = chunk, .bc = bc,
+        .ws_fwd = (double)kl_scan_fwd_workspace_bytes(p, KL_IMPL_FUSED, 1),
+        .ws_bwd = (double)kl_scan_bwd_workspace_bytes(p, KL_IMPL_FUSED, 1),
+        .saved = (double)kl_scan_saved_count(p) * 4.0,
+        .base = out->min_bytes + outputs, .bwd = bwd, .unfused = impl != KL_IMPL_FUSED,
+    };
+    // Unknown sizes fall back to common ones (32 KiB, 512 KiB, 8 MiB).
+    double l1 = (double)kl_cache_bytes(1), l2 = (double)kl_cache_bytes(2), llc = (double)kl_cache_bytes(3);
+    out->dram_bytes = scan_traffic(&m, llc > 0 ? llc : 8.0 * 1024 * 1024);
+    out->l3_bytes = scan_traffic(&m, l2 > 0 ? l2 : 512.0 * 1024);
+    out->l2_bytes = scan_traffic(&m, l1 > 0 ? l1 : 32.0 * 1024);
     return KL_OK;
 }
 

@@ -111,6 +111,12 @@ public struct AttentionShape: Sendable, Hashable, Codable, CustomStringConvertib
 }
 
 /// FLOPs and bytes of one kernel call, from the C cost model (`kl_cost`).
+///
+/// The byte fields model the traffic across each cache boundary, each the
+/// same model evaluated at that boundary's capacity: `dramBytes` below the
+/// last-level cache, `l3Bytes` below the L2, `l2Bytes` below the L1d. They
+/// are estimates; `l2Bytes` is the roughest (see the C comments and
+/// `make validate-traffic`).
 public struct KernelCost: Sendable, Equatable, Codable {
     /// Floating-point operations, following the kernel's stated convention.
     public var flops: Double
@@ -118,20 +124,57 @@ public struct KernelCost: Sendable, Equatable, Codable {
     public var minBytes: Double
     /// Modelled DRAM traffic including re-reads and materialized intermediates.
     public var dramBytes: Double
+    /// Modelled traffic between L3 and L2: L2 misses plus L2 write-backs.
+    public var l3Bytes: Double
+    /// Modelled traffic between L2 and L1d: L1d misses plus L1d write-backs.
+    public var l2Bytes: Double
     /// Transcendental evaluations (exp/log), counted apart from `flops`.
     public var exps: Double
 
+    /// Creates a cost; the cache-level bytes default to `dramBytes` (a call
+    /// whose traffic does not depend on the level).
+    public init(flops: Double, minBytes: Double, dramBytes: Double, l3Bytes: Double? = nil, l2Bytes: Double? = nil,
+                exps: Double) {
+        self.flops = flops
+        self.minBytes = minBytes
+        self.dramBytes = dramBytes
+        self.l3Bytes = l3Bytes ?? dramBytes
+        self.l2Bytes = l2Bytes ?? l3Bytes ?? dramBytes
+        self.exps = exps
+    }
+
     init(_ cost: kl_cost) {
-        flops = cost.flops
-        minBytes = cost.min_bytes
-        dramBytes = cost.dram_bytes
-        exps = cost.exps
+        self.init(flops: cost.flops, minBytes: cost.min_bytes, dramBytes: cost.dram_bytes,
+                  l3Bytes: cost.l3_bytes, l2Bytes: cost.l2_bytes, exps: cost.exps)
+    }
+
+    /// The modelled traffic served by `level`: `l2Bytes` for the L2, `l3Bytes` for
+    /// the L3, `dramBytes` for DRAM; nil for the L1 (register traffic is not
+    /// modelled).
+    public func bytes(servedBy level: MemoryLevel) -> Double? {
+        switch level {
+        case .l1: nil
+        case .l2: l2Bytes
+        case .l3: l3Bytes
+        case .dram: dramBytes
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let dram = try c.decode(Double.self, forKey: .dramBytes)
+        // Files written before the hierarchical model carry DRAM bytes only.
+        self.init(flops: try c.decode(Double.self, forKey: .flops), minBytes: try c.decode(Double.self, forKey: .minBytes),
+                  dramBytes: dram, l3Bytes: try c.decodeIfPresent(Double.self, forKey: .l3Bytes),
+                  l2Bytes: try c.decodeIfPresent(Double.self, forKey: .l2Bytes), exps: try c.decode(Double.self, forKey: .exps))
     }
 
     enum CodingKeys: String, CodingKey {
         case flops
         case minBytes = "min_bytes"
         case dramBytes = "dram_bytes"
+        case l3Bytes = "l3_bytes"
+        case l2Bytes = "l2_bytes"
         case exps
     }
 }

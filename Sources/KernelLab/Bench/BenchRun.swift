@@ -204,8 +204,7 @@ public struct BenchRun: Codable, Sendable, Equatable {
             let run = measurement.run
             var bound: Double?
             if let ceilings {
-                bound = try? RooflineBound(cost: measurement.cost, isa: machine.isa, level: run.case.level,
-                                           ceilings: ceilings).gflops
+                bound = try? RooflineBound(cost: measurement.cost, isa: machine.isa, ceilings: ceilings).gflops
             }
             var unfused: [Double]?
             if run.impl == .fused {

@@ -589,8 +589,8 @@ public struct RooflineChart: Sendable {
 
         column(2, "Notes")
         var notes = [
-            "Bound = min(compute peak, exp limit, DRAM bandwidth × intensity).",
-            "Intensity counts modelled DRAM bytes only: a case whose data stays in cache sits left of its intensity at that cache level.",
+            "Bound = min(compute peak, exp limit, L3 and DRAM bandwidth × that level's intensity); the L2 roof is reported, not binding (rough model).",
+            "x = DRAM intensity for every point; a point bound by L3 has its own intensity at that level (roofline.json).",
         ]
         let hidden = report.roofs.exp.filter { $0.gflops >= report.roofs.peakGflops }
         if !hidden.isEmpty {

@@ -45,7 +45,8 @@ extension RooflineReport {
     public func csv() -> String {
         var header = ["id", "kernel", "impl", "pass", "label", "batch", "heads", "seq", "kv_seq", "head_dim", "causal",
                       "channels", "state", "groups", "threads", "isa", "repeats", "median_seconds", "flops", "min_bytes",
-                      "dram_bytes", "exps", "intensity", "gflops", "level", "bound", "bound_gflops", "fraction_of_bound",
+                      "dram_bytes", "l3_bytes", "l2_bytes", "exps", "intensity", "l3_intensity", "l2_intensity", "gflops",
+                      "memory_roof_level", "bound", "bound_gflops", "fraction_of_bound",
                       "workspace_bytes", "footprint_bytes", "footprint_level"]
         for device in devices {
             header += ["\(device.profile.id)_fp32_attainable_gflops", "\(device.profile.id)_fp32_bound"]
@@ -57,8 +58,9 @@ extension RooflineReport {
                        optional(p.heads), String(p.seq), optional(p.kvSeq), optional(p.headDim),
                        p.causal.map { $0 ? "true" : "false" } ?? "", optional(p.channels), optional(p.state), optional(p.groups),
                        String(p.threads), p.isa.rawValue, String(p.repeats), csvNumber(p.medianSeconds), csvNumber(p.flops),
-                       csvNumber(p.minBytes), csvNumber(p.dramBytes), csvNumber(p.exps), csvNumber(p.intensity),
-                       csvNumber(p.gflops), p.level.rawValue, p.bound.rawValue, csvNumber(p.boundGflops),
+                       csvNumber(p.minBytes), csvNumber(p.dramBytes), csvNumber(p.l3Bytes), csvNumber(p.l2Bytes),
+                       csvNumber(p.exps), csvNumber(p.intensity), csvNumber(p.l3Intensity), csvNumber(p.l2Intensity),
+                       csvNumber(p.gflops), p.memoryRoofLevel.rawValue, p.bound.rawValue, csvNumber(p.boundGflops),
                        csvNumber(p.fractionOfBound), String(p.workspaceBytes), csvNumber(p.footprintBytes), p.footprintLevel.rawValue]
             for device in devices {
                 let projection = p.projections[device.profile.id]?.fp32
@@ -79,7 +81,7 @@ extension RooflineReport {
         md += "## Summary\n\n```\n\(summaryText())\n```\n\n"
         md += "![roofline](roofline.svg)\n\n"
         md += "## Points\n\n"
-        md += markdownTable(pointRows(), rightAligned: [4, 5, 6, 7, 8, 10, 11])
+        md += markdownTable(pointRows(), rightAligned: [4, 5, 6, 7, 8, 9, 10, 12, 13])
         md += "\n"
         if !pairs.isEmpty {
             md += "## Fused over unfused\n\n"
@@ -174,12 +176,13 @@ extension RooflineReport {
     // MARK: - Table rows shared by the documents
 
     private func pointRows() -> [[String]] {
-        var rows = [["id", "kernel / case", "pass", "impl", "median ms", "GFLOP/s", "FLOP/B", "DRAM MB", "bound GFLOP/s",
-                     "bound", "of bound", "exp roof", "footprint"]]
+        var rows = [["id", "kernel / case", "pass", "impl", "median ms", "GFLOP/s", "FLOP/B", "DRAM MB", "L3 MB", "L2 MB",
+                     "bound GFLOP/s", "bound", "of bound", "exp roof", "footprint"]]
         for p in points {
             rows.append([p.id, "\(p.kernel.rawValue) \(p.shapeDescription)", p.pass.rawValue, p.impl.rawValue,
                          String(format: "%.3f", p.medianSeconds * 1e3), formatSignificant(p.gflops),
-                         formatSignificant(p.intensity), formatSignificant(p.dramBytes / 1e6), formatSignificant(p.boundGflops),
+                         formatSignificant(p.intensity), formatSignificant(p.dramBytes / 1e6),
+                         formatSignificant(p.l3Bytes / 1e6), formatSignificant(p.l2Bytes / 1e6), formatSignificant(p.boundGflops),
                          p.bound.rawValue, formatPercent(p.fractionOfBound),
                          p.expRoofGflops.map(formatSignificant) ?? "-",
                          "\(formatBytes(Int(p.footprintBytes))) (\(p.footprintLevel.label))"])

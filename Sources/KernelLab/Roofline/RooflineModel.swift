@@ -261,7 +261,24 @@ public enum RooflineBoundKind: String, Codable, Sendable, CaseIterable {
 }
 
 /// The roofs one kernel call meets and the lowest of them, in GFLOP/s.
+///
+/// The bound is hierarchical: every memory level below the L1 with a
+/// measured bandwidth is a roof, that bandwidth times the call's intensity
+/// at that level (FLOPs over the modelled traffic that level serves, see
+/// `KernelCost.bytes(servedBy:)`): L2 with `l2Bytes`, L3 with `l3Bytes`,
+/// DRAM with `dramBytes`. The bound is the lowest of the validated memory
+/// roofs (L3 and DRAM), the compute roof and the exp roof, and `kind` names
+/// it. The L2 roof is computed and reported but does not bind: `l2Bytes` is
+/// a rough estimate (checked against simulated L1 fetches only, off by up to
+/// 35% for the fused kernels and blind to conflict misses).
 public struct RooflineBound: Codable, Sendable, Equatable {
+    /// The memory levels whose roofs are computed, fastest first. The L1 is
+    /// not one: register-to-L1 traffic is not modelled.
+    public static let memoryLevels: [MemoryLevel] = [.l2, .l3, .dram]
+    /// The memory levels that can bind: those whose byte models agree with a
+    /// cache simulation within 25% (`make validate-traffic`).
+    public static let bindingLevels: [MemoryLevel] = [.l3, .dram]
+
     /// The binding limit.
     public var kind: RooflineBoundKind
     /// Its value: the attainable GFLOP/s.
@@ -271,38 +288,64 @@ public struct RooflineBound: Codable, Sendable, Equatable {
     /// The exp roof in GFLOP/s-equivalent, `exp/s * flops / exps`; nil when
     /// the kernel evaluates no exps or exp throughput was not measured.
     public var expGflops: Double?
-    /// The memory roof: bandwidth of `level` times the intensity.
+    /// The lowest binding memory roof.
     public var memoryGflops: Double
+    /// The level of the lowest binding memory roof.
+    public var memoryLevel: MemoryLevel
+    /// Every memory roof computed, by level name (`l2`, `l3`, `dram`; `l2`
+    /// informational, see `bindingLevels`).
+    public var memoryRoofsGflops: [String: Double]
 
-    /// The lowest of the compute roof of `isa`, its exp roof and the
-    /// bandwidth roof of `level` at the cost's intensity (flops / dram_bytes).
+    /// The bound of a call of `cost` run on `isa`; see the type's description.
     ///
     /// - Throws: `KernelLabError.invalidArgument` naming `ceilings` when the
-    ///   peak of `isa` or the bandwidth of `level` was not measured.
-    public init(cost: KernelCost, isa: ISA, level: MemoryLevel, ceilings: RooflineCeilings) throws {
-        try self.init(flops: cost.flops, dramBytes: cost.dramBytes, exps: cost.exps, isa: isa, level: level, ceilings: ceilings)
+    ///   peak of `isa` or the DRAM bandwidth was not measured.
+    public init(cost: KernelCost, isa: ISA, ceilings: RooflineCeilings) throws {
+        var bytes: [MemoryLevel: Double] = [:]
+        for level in Self.memoryLevels { bytes[level] = cost.bytes(servedBy: level) }
+        try self.init(flops: cost.flops, bytes: bytes, exps: cost.exps, isa: isa, ceilings: ceilings)
     }
 
-    /// The bound of a call of `flops` FLOPs, `dramBytes` bytes of traffic at
-    /// `level` and `exps` exp evaluations; see `init(cost:isa:level:ceilings:)`.
-    public init(flops: Double, dramBytes: Double, exps: Double, isa: ISA, level: MemoryLevel, ceilings: RooflineCeilings) throws {
+    /// The bound of a call of `flops` FLOPs, `bytes[level]` bytes of traffic
+    /// served by each memory level and `exps` exp evaluations. Levels without
+    /// bytes or without a measured bandwidth are left out; DRAM is required.
+    ///
+    /// - Throws: `KernelLabError.invalidArgument` naming `ceilings` when the
+    ///   peak of `isa` or the DRAM bandwidth was not measured, naming `bytes`
+    ///   when there are no DRAM bytes.
+    public init(flops: Double, bytes: [MemoryLevel: Double], exps: Double, isa: ISA, ceilings: RooflineCeilings) throws {
         guard let peak = ceilings.peakGflops(isa), peak > 0, peak.isFinite else {
             throw KernelLabError.invalidArgument(
                 argument: "ceilings", reason: "no peak GFLOP/s for ISA \(isa.rawValue) at \(ceilings.threads) thread(s)")
         }
-        guard let memory = ceilings.memoryRoof(level) else {
+        guard ceilings.memoryRoof(.dram) != nil else {
             throw KernelLabError.invalidArgument(
-                argument: "ceilings", reason: "no \(level.label) bandwidth at \(ceilings.threads) thread(s)")
+                argument: "ceilings", reason: "no \(MemoryLevel.dram.label) bandwidth at \(ceilings.threads) thread(s)")
+        }
+        guard bytes[.dram] != nil else {
+            throw KernelLabError.invalidArgument(argument: "bytes", reason: "the DRAM bytes are required")
         }
         computeGflops = peak
-        memoryGflops = memory.gbs * (dramBytes > 0 ? flops / dramBytes : .infinity)
         if exps > 0, let rate = ceilings.expPerSecond(isa), rate > 0 {
             expGflops = rate * (flops / exps) / 1e9
         }
+        var roofs: [String: Double] = [:]
+        var lowest: (level: MemoryLevel, gflops: Double)?
+        for level in Self.memoryLevels {
+            guard let levelBytes = bytes[level], let memory = ceilings.memoryRoof(level) else { continue }
+            let roof = memory.gbs * (levelBytes > 0 ? flops / levelBytes : .infinity)
+            roofs[level.rawValue] = roof
+            // Ties go to the slower level (DRAM over L3).
+            guard Self.bindingLevels.contains(level) else { continue }
+            if lowest == nil || roof <= lowest!.gflops { lowest = (level, roof) }
+        }
+        memoryRoofsGflops = roofs
+        memoryLevel = lowest!.level
+        memoryGflops = lowest!.gflops
         // Ties go to the earlier roof: compute, then exp, then memory.
         var best = (RooflineBoundKind.compute, computeGflops)
         if let expGflops, expGflops < best.1 { best = (.exp, expGflops) }
-        if memoryGflops < best.1 { best = (RooflineBoundKind(level), memoryGflops) }
+        if memoryGflops < best.1 { best = (RooflineBoundKind(memoryLevel), memoryGflops) }
         (kind, gflops) = best
     }
 
@@ -312,12 +355,19 @@ public struct RooflineBound: Codable, Sendable, Equatable {
         case computeGflops = "compute_roof_gflops"
         case expGflops = "exp_roof_gflops"
         case memoryGflops = "memory_roof_gflops"
+        case memoryLevel = "memory_roof_level"
+        case memoryRoofsGflops = "memory_roofs_gflops"
     }
 }
 
 /// FLOPs per modelled DRAM byte; infinite for a call that moves no bytes.
 func rooflineIntensity(_ cost: KernelCost) -> Double {
-    cost.dramBytes > 0 ? cost.flops / cost.dramBytes : .infinity
+    rooflineIntensity(flops: cost.flops, bytes: cost.dramBytes)
+}
+
+/// FLOPs per byte; infinite for no bytes.
+func rooflineIntensity(flops: Double, bytes: Double) -> Double {
+    bytes > 0 ? flops / bytes : .infinity
 }
 
 // MARK: - Accelerators

@@ -51,14 +51,25 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     public var minBytes: Double
     /// Modelled DRAM bytes.
     public var dramBytes: Double
+    /// Modelled L3 <-> L2 bytes (L2 misses and write-backs).
+    public var l3Bytes: Double
+    /// Modelled L2 <-> L1 bytes (L1d misses and write-backs; a rougher model).
+    public var l2Bytes: Double
     /// exp/log evaluations.
     public var exps: Double
-    /// flops / dram_bytes.
+    /// flops / dram_bytes (the chart's x axis).
     public var intensity: Double
+    /// flops / l3_bytes.
+    public var l3Intensity: Double
+    /// flops / l2_bytes.
+    public var l2Intensity: Double
     /// flops / median, GFLOP/s.
     public var gflops: Double
-    /// The memory level of the bandwidth roof.
-    public var level: MemoryLevel
+    /// The level of the lowest binding memory roof (hierarchical: L3 and DRAM
+    /// bound the call with their own bytes; see `RooflineBound`).
+    public var memoryRoofLevel: MemoryLevel
+    /// Every memory roof, GFLOP/s, by level name (`l2`, `l3`, `dram`).
+    public var memoryRoofsGflops: [String: Double]
     /// The binding roof.
     public var bound: RooflineBoundKind
     /// Its value, GFLOP/s.
@@ -67,7 +78,8 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     public var computeRoofGflops: Double
     /// The exp roof in GFLOP/s-equivalent (nil without exps or exp ceiling).
     public var expRoofGflops: Double?
-    /// Bandwidth of `level` times `intensity`.
+    /// The lowest memory roof: bandwidth of `memoryRoofLevel` times the
+    /// intensity at that level.
     public var memoryRoofGflops: Double
     /// gflops / bound_gflops.
     public var fractionOfBound: Double
@@ -77,8 +89,8 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     public var footprintBytes: Double
     /// The smallest level that can hold `footprintBytes` (private caches
     /// counted once per thread), or DRAM. When it is a cache, repeated calls
-    /// find their data there and the DRAM intensity overstates the traffic's
-    /// cost: a pointer to the hierarchical-roofline limitation.
+    /// find their data there and the cold-call byte models overstate the
+    /// DRAM traffic of a timed loop.
     public var footprintLevel: MemoryLevel
     /// Per accelerator id: the model's projection (not a measurement).
     public var projections: [String: AcceleratorProjection]
@@ -105,11 +117,17 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
         case flops
         case minBytes = "min_bytes"
         case dramBytes = "dram_bytes"
-        case exps, intensity, gflops, level, bound
+        case l3Bytes = "l3_bytes"
+        case l2Bytes = "l2_bytes"
+        case exps, intensity, gflops, bound
+        case l3Intensity = "l3_intensity"
+        case l2Intensity = "l2_intensity"
         case boundGflops = "bound_gflops"
         case computeRoofGflops = "compute_roof_gflops"
         case expRoofGflops = "exp_roof_gflops"
         case memoryRoofGflops = "memory_roof_gflops"
+        case memoryRoofLevel = "memory_roof_level"
+        case memoryRoofsGflops = "memory_roofs_gflops"
         case fractionOfBound = "fraction_of_bound"
         case workspaceBytes = "workspace_bytes"
         case footprintBytes = "footprint_bytes"
@@ -236,8 +254,9 @@ public struct RooflineDevice: Codable, Sendable, Equatable {
 /// bound, fused/unfused pairs, accelerator projections, the summary and the
 /// method notes. `roofline.json` is this, encoded.
 public struct RooflineReport: Codable, Sendable, Equatable {
-    /// The JSON layout.
-    public var schema = "kernellab-roofline/1"
+    /// The JSON layout (2: per-level bytes and the hierarchical bound; a
+    /// point's `level` became `memory_roof_level`).
+    public var schema = "kernellab-roofline/2"
     /// When the report was made, ISO 8601 (UTC).
     public var date: String
     /// The suite's name.
@@ -390,10 +409,10 @@ public struct RooflineReport: Codable, Sendable, Equatable {
     public static let methodNotes = [
         "Times: the median of the timed calls after untimed warm-up calls, inputs and workspace allocated once per case; a backward pass is timed alone after one untimed forward (the fused scan's forward saves its chunk states for it).",
         "FLOPs and bytes come from the C cost models (kl_attn_cost, kl_scan_cost): attention counts 4·B·H·Lq·Lk·d forward (halved when causal), backward 2.5× forward; the scan counts B·D·L·(6N+8) forward and adds B·D·L·(12N+10) backward, an exp counting as one FLOP.",
-        "Intensity is FLOPs over modelled DRAM bytes (dram_bytes): compulsory traffic plus re-reads and materialized intermediates that exceed the last-level cache. It is a model of a cold call; within a timed loop, inputs that fit in the L3 may already be cached.",
-        "Bound = min(compute roof of the ISA in use at the thread count used, exp roof, bandwidth roof × intensity). The exp roof is the measured exp/s × the call's FLOPs per exp, i.e. the GFLOP/s the call would reach if exp throughput were its only limit; it binds only when a call does few FLOPs per exp (the scan). fraction_of_bound = attained GFLOP/s / bound.",
-        "Memory roofs are the fastest of the STREAM-style read, copy and triad kernels measured at each level (a roof is an upper bound). Each case is bounded by one level, DRAM unless the suite says otherwise.",
-        "Hierarchical roofline limitation: the cost models give DRAM bytes only. L1, L2 and L3 roofs are drawn for reference, but no point is placed against them with its own traffic at that level: a kernel whose working set lives in a cache is plotted at its DRAM intensity, which overstates its intensity for that cache. footprint_level names the smallest level that could hold a call's data (compulsory bytes plus workspace); where it is a cache, read the DRAM bound as loose. A case can be bounded by another level with \"level\" in its suite entry. Per-level traffic models (L2/L3 bytes in kl_cost) are TODO.",
+        "Bytes come from one traffic model per kernel evaluated at each cache boundary's capacity: dram_bytes with the last-level cache, l3_bytes (L3 <-> L2: L2 misses and write-backs) with the L2, l2_bytes (L2 <-> L1: L1d misses and write-backs) with the L1d. Each is compulsory traffic plus the re-reads and materialized intermediates whose working set exceeds that capacity. dram_bytes and l3_bytes are checked against callgrind's cache simulation (make validate-traffic); l2_bytes is a rougher estimate of the inner-tile streams. They model a cold call; within a timed loop, inputs that fit in the L3 may already be cached.",
+        "Bound = min(compute roof of the ISA in use at the thread count used, exp roof, L3 bandwidth × flops / l3_bytes, DRAM bandwidth × flops / dram_bytes): the hierarchical roofline over the levels whose byte models agree with a cache simulation within 25%. The L2 roof (L2 bandwidth × flops / l2_bytes) is in memory_roofs_gflops but does not bind: l2_bytes is a rough estimate. bound names the binding roof (compute, exp, l3 or dram) and memory_roof_level the lowest binding memory roof. The exp roof is the measured exp/s × the call's FLOPs per exp, i.e. the GFLOP/s the call would reach if exp throughput were its only limit; it binds only when a call does few FLOPs per exp (the scan). fraction_of_bound = attained GFLOP/s / bound.",
+        "Memory roofs are the fastest of the STREAM-style read, copy and triad kernels measured at each level (a roof is an upper bound). The L1 roof is drawn for reference only: register <-> L1 traffic is not modelled.",
+        "The chart's x axis is the DRAM intensity (flops / dram_bytes) for every point; a point bound by L3 sits on that level's roof at its own intensity (intensity, l3_intensity and l2_intensity are all in roofline.json and roofline.csv). footprint_level names the smallest level that could hold a call's data (compulsory bytes plus workspace).",
         "Accelerator projections are models, not measurements: attainable = min(spec-sheet peak, spec-sheet bandwidth × this lab's fp32 DRAM-byte intensity), for the fp32, TF32 and FP16 tensor peaks. They ignore the accelerator's own caches, exp (SFU) throughput, occupancy and the halved bytes of 16-bit data.",
     ]
 }
@@ -433,16 +452,21 @@ extension RooflinePoint {
         flops = cost.flops
         minBytes = cost.minBytes
         dramBytes = cost.dramBytes
+        l3Bytes = cost.l3Bytes
+        l2Bytes = cost.l2Bytes
         exps = cost.exps
         intensity = rooflineIntensity(cost)
+        l3Intensity = rooflineIntensity(flops: cost.flops, bytes: cost.l3Bytes)
+        l2Intensity = rooflineIntensity(flops: cost.flops, bytes: cost.l2Bytes)
         gflops = gigaflopsPerSecond(flops: cost.flops, seconds: medianSeconds)
-        level = run.case.level
-        let roof = try RooflineBound(cost: cost, isa: isa, level: level, ceilings: ceilings)
+        let roof = try RooflineBound(cost: cost, isa: isa, ceilings: ceilings)
         bound = roof.kind
         boundGflops = roof.gflops
         computeRoofGflops = roof.computeGflops
         expRoofGflops = roof.expGflops
         memoryRoofGflops = roof.memoryGflops
+        memoryRoofLevel = roof.memoryLevel
+        memoryRoofsGflops = roof.memoryRoofsGflops
         fractionOfBound = roof.gflops > 0 ? gflops / roof.gflops : 0
         workspaceBytes = measurement.workspaceBytes
         let footprint = cost.minBytes + Double(measurement.workspaceBytes)

@@ -20,9 +20,10 @@ import Foundation
 /// its fused twin); `pass` is forward, backward or both. Attention takes
 /// batch, heads, seq, head_dim and optionally kv_seq (default seq) and causal
 /// (default false); the scan takes batch, channels, seq, state and optionally
-/// groups (default 1). Optional per case: `label`, `warmup`, `repeats`, and
-/// `level` (l1, l2, l3, dram; default dram), the memory level whose bandwidth
-/// bounds the case. Optional in the suite and per case: `thresholds`, the
+/// groups (default 1). Optional per case: `label`, `warmup`, `repeats`.
+/// (`level`, which once chose the one memory level bounding a case, is
+/// retired and rejected: the bound is hierarchical, see `RooflineBound`.)
+/// Optional in the suite and per case: `thresholds`, the
 /// regression thresholds of `kernel-lab bench --check` (see
 /// `BenchThresholds`; a case's override the suite's, key by key). Unknown
 /// keys are errors, so a typo cannot silently fall back to a default.
@@ -184,15 +185,13 @@ public struct RooflineCase: Sendable, Equatable {
     public var warmup: Int?
     /// Overrides the suite's repeats.
     public var repeats: Int?
-    /// The memory level whose bandwidth bounds the case.
-    public var level: MemoryLevel
     /// Regression thresholds of `kernel-lab bench --check` (the suite's,
     /// overridden by the case's own).
     public var thresholds: BenchThresholds
 
     /// Creates a case; `label` defaults to a description of the shape.
     public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
-                label: String? = nil, warmup: Int? = nil, repeats: Int? = nil, level: MemoryLevel = .dram,
+                label: String? = nil, warmup: Int? = nil, repeats: Int? = nil,
                 thresholds: BenchThresholds = BenchThresholds()) {
         self.thresholds = thresholds
         self.shape = shape
@@ -201,7 +200,6 @@ public struct RooflineCase: Sendable, Equatable {
         self.label = label ?? RooflineCase.defaultLabel(shape)
         self.warmup = warmup
         self.repeats = repeats
-        self.level = level
     }
 
     /// "attn L4096" (with kv, d and B, H when not the common ones) or "scan D1024 L4096".
@@ -255,12 +253,8 @@ public struct RooflineCase: Sendable, Equatable {
         let label = try reader.string("label")
         let warmup = try reader.integer("warmup", minimum: 0)
         let repeats = try reader.integer("repeats", minimum: 1)
-        var level = MemoryLevel.dram
-        if let name = try reader.string("level") {
-            guard let parsed = MemoryLevel(rawValue: name) else {
-                throw reader.error("level", "unknown memory level '\(name)'; expected l1, l2, l3 or dram")
-            }
-            level = parsed
+        if try reader.string("level") != nil {
+            throw reader.error("level", "is retired: every case is bounded by each memory level with its own modelled traffic (L3 and DRAM bytes); remove it")
         }
         let thresholds = try reader.thresholds("thresholds", base: suiteThresholds)
 
@@ -283,7 +277,7 @@ public struct RooflineCase: Sendable, Equatable {
             })
         }
         try reader.rejectUnknown()
-        self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats, level: level,
+        self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats,
                   thresholds: thresholds)
     }
 }

@@ -63,6 +63,10 @@ public struct TrafficComparison: Sendable, Equatable, Codable {
     public static let tolerance = 0.25
 
     public var label: String
+    /// The boundary compared: `.dram` (below the LLC, model `dram_bytes`) or
+    /// `.l3` (below the L2, model `l3_bytes`).
+    public var level: MemoryLevel = .dram
+    /// The simulated last-level cache: the LLC, or the L2 for `.l3`.
     public var llcBytes: Int
     public var modelBytes: Double
     public var minBytes: Double
@@ -70,6 +74,10 @@ public struct TrafficComparison: Sendable, Equatable, Codable {
     public var fetchedBytes: Double
     /// Dirty lines written back, during the call and when evicted after it.
     public var writtenBackBytes: Double
+    /// Model `l2_bytes` and simulated D1 misses times the line size (fetches
+    /// only: callgrind does not count D1 write-backs), for `.l3` rows.
+    public var l1Model: Double?
+    public var l1Fetched: Double?
 
     public init(label: String, llcBytes: Int, modelBytes: Double, minBytes: Double,
                 fetchedBytes: Double, writtenBackBytes: Double) {
@@ -92,6 +100,18 @@ public struct TrafficComparison: Sendable, Equatable, Codable {
                   writtenBackBytes: Double(call.dirtyEvictions + (drain?.dirtyEvictions ?? 0)) * line)
     }
 
+    /// The L3-level comparison of a run whose simulated LL has the L2's
+    /// geometry: model `l3_bytes` against its misses and write-backs, with
+    /// the D1 misses beside model `l2_bytes`.
+    public init(l3Of cost: KernelCost, label: String, l2Bytes: Int, call: CallgrindTotals, drain: CallgrindTotals?,
+                lineBytes: Int = 64) {
+        self.init(label: label, llcBytes: l2Bytes, modelBytes: cost.l3Bytes, minBytes: cost.minBytes,
+                  call: call, drain: drain, lineBytes: lineBytes)
+        level = .l3
+        l1Model = cost.l2Bytes
+        l1Fetched = Double(call["D1mr"] + call["D1mw"]) * Double(lineBytes)
+    }
+
     public var simulatedBytes: Double { fetchedBytes + writtenBackBytes }
 
     /// simulated / model (infinity for a zero model with traffic).
@@ -111,15 +131,22 @@ public struct TrafficCase: Sendable {
     public var llcBytes: Int
     /// Why the model and the simulation may differ, printed next to the row.
     public var note: String
+    /// The same for the L3-level (simulated L2) comparison.
+    public var l3Note: String
 
-    public init(probe: TrafficProbe, llcBytes: Int, note: String = "") {
+    public init(probe: TrafficProbe, llcBytes: Int, note: String = "", l3Note: String = "") {
         self.probe = probe
         self.llcBytes = llcBytes
         self.note = note
+        self.l3Note = l3Note
     }
 
     public static let fullLLC = 32 << 20
     public static let smallLLC = 1 << 20
+    /// The L2 simulated for the L3-level comparison: 1 MiB, 8-way, this
+    /// machine's (Zen 4) per-core L2.
+    public static let l2Bytes = 1 << 20
+    public static let l2Ways = 8
 
     /// Small shapes (each well under a minute under valgrind): both kernels,
     /// both implementations, with the machine's 32 MiB L3 and with a 1 MiB LLC
@@ -131,20 +158,24 @@ public struct TrafficCase: Sendable {
         func scan(_ impl: KernelImpl, _ pass: KernelPass) -> TrafficProbe {
             TrafficProbe(kernel: .scan, impl: impl, pass: pass, batch: 1, seq: 1024, channels: 64, state: 16)
         }
+        let scanConflicts = "D1 far above l2_bytes: the unfused passes read B and C (N, L) a time step at a time, "
+            + "N lines 4 KiB apart (L = 1024 floats), which share one set of the 8-way L1 and miss on every access; "
+            + "l2_bytes counts capacity, not such conflict misses"
         return [
             TrafficCase(probe: attn(.fused, .forward), llcBytes: fullLLC),
             TrafficCase(probe: attn(.unfused, .forward), llcBytes: fullLLC),
             TrafficCase(probe: attn(.fused, .forward), llcBytes: smallLLC),
             TrafficCase(probe: attn(.unfused, .forward), llcBytes: smallLLC),
             TrafficCase(probe: scan(.fused, .forward), llcBytes: fullLLC),
-            TrafficCase(probe: scan(.unfused, .forward), llcBytes: fullLLC),
+            TrafficCase(probe: scan(.unfused, .forward), llcBytes: fullLLC, l3Note: scanConflicts),
             TrafficCase(probe: scan(.unfused, .forward), llcBytes: smallLLC),
             TrafficCase(probe: attn(.fused, .backward), llcBytes: fullLLC),
             TrafficCase(probe: attn(.unfused, .backward), llcBytes: smallLLC,
                         note: "the model's 15 passes over (L, L) leave out OpenBLAS re-reading the dq/dk/dv "
-                            + "accumulators once per k-block of the three Lk- or Lq-deep sgemms and its packing buffers"),
+                            + "accumulators once per k-block of the three Lk- or Lq-deep sgemms and its packing buffers",
+                        l3Note: "as at DRAM with a 1 MiB LLC: OpenBLAS's accumulator re-reads and packing buffers"),
             TrafficCase(probe: scan(.fused, .backward), llcBytes: fullLLC),
-            TrafficCase(probe: scan(.unfused, .backward), llcBytes: smallLLC),
+            TrafficCase(probe: scan(.unfused, .backward), llcBytes: smallLLC, l3Note: scanConflicts),
         ]
     }()
 }
@@ -166,10 +197,13 @@ public struct TrafficValidator {
     }
 
     /// Valgrind's arguments for one case (output files under `outFile`).
-    public static func valgrindArguments(for c: TrafficCase, outFile: String) -> [String] {
-        [
+    /// With `level: .l3` the simulated LL is the L2 (`TrafficCase.l2Bytes`,
+    /// 8-way): its misses and write-backs are the L3 <-> L2 traffic.
+    public static func valgrindArguments(for c: TrafficCase, outFile: String, level: MemoryLevel = .dram) -> [String] {
+        let ll = level == .l3 ? "\(TrafficCase.l2Bytes),\(TrafficCase.l2Ways),64" : "\(c.llcBytes),16,64"
+        return [
             "--tool=callgrind", "--cache-sim=yes", "--simulate-wb=yes",
-            "--I1=32768,8,64", "--D1=32768,8,64", "--LL=\(c.llcBytes),16,64",
+            "--I1=32768,8,64", "--D1=32768,8,64", "--LL=\(ll)",
             "--collect-atstart=no",
             // One --toggle-collect is honoured (valgrind 3.19): the region
             // holds the call and the drain; the dump before the drain ends
@@ -188,6 +222,8 @@ public struct TrafficValidator {
         env["OPENBLAS_CORETYPE"] = "Haswell"
         env["OPENBLAS_NUM_THREADS"] = "1"
         env["KERNELLAB_LLC_BYTES"] = "\(c.llcBytes)"
+        env["KERNELLAB_L2_BYTES"] = "\(TrafficCase.l2Bytes)"
+        env["KERNELLAB_L1_BYTES"] = "32768"
         return env
     }
 
@@ -207,21 +243,24 @@ public struct TrafficValidator {
         return objcopy.terminationStatus == 0 ? copy : executable
     }
 
-    public func run(_ c: TrafficCase, index: Int, executable: String? = nil) throws -> TrafficComparison {
+    /// Runs one case under callgrind: with `level: .dram` the simulated LL is
+    /// the case's LLC and the model's `dram_bytes` is compared; with `.l3` it
+    /// is the L2 and `l3_bytes` is compared.
+    public func run(_ c: TrafficCase, index: Int, executable: String? = nil, level: MemoryLevel = .dram) throws -> TrafficComparison {
         let fm = FileManager.default
-        let dir = workDirectory.appendingPathComponent("case\(index)")
+        let dir = workDirectory.appendingPathComponent(level == .l3 ? "case\(index)-l2" : "case\(index)")
         try? fm.removeItem(at: dir)
         try fm.createDirectory(at: dir, withIntermediateDirectories: true)
         let outFile = dir.appendingPathComponent("callgrind.out").path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: valgrind)
-        process.arguments = Self.valgrindArguments(for: c, outFile: outFile)
+        process.arguments = Self.valgrindArguments(for: c, outFile: outFile, level: level)
             + ["--log-file=\(dir.appendingPathComponent("valgrind.log").path)", executable ?? self.executable, "traffic"]
             + c.probe.arguments + ["--threads", "1"]
         process.environment = Self.environment(for: c, base: ProcessInfo.processInfo.environment)
         let stdout = Pipe()
         process.standardOutput = stdout
-        log?("valgrind \(c.probe.label), LLC \(c.llcBytes >> 10) KiB")
+        log?("valgrind \(c.probe.label), " + (level == .l3 ? "LL = L2 \(TrafficCase.l2Bytes >> 10) KiB" : "LLC \(c.llcBytes >> 10) KiB"))
         try process.run()
         let output = stdout.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
@@ -241,6 +280,9 @@ public struct TrafficValidator {
             throw KernelLabError.invalidArgument(argument: "callgrind", reason: "no dump before \(TrafficProbe.drainSymbol) in \(dir.path)")
         }
         let drain = try load("callgrind.out.2") ?? load("callgrind.out")
+        if level == .l3 {
+            return TrafficComparison(l3Of: model, label: c.probe.label, l2Bytes: TrafficCase.l2Bytes, call: call, drain: drain)
+        }
         return TrafficComparison(label: c.probe.label, llcBytes: c.llcBytes, modelBytes: model.dramBytes,
                                  minBytes: model.minBytes, call: call, drain: drain)
     }
@@ -260,6 +302,32 @@ public struct TrafficValidator {
         if !notes.isEmpty {
             s += "\n"
             for (r, note) in notes { s += "- \(r.label), LLC \(r.llcBytes >> 10) KiB: \(note)\n" }
+        }
+        return s
+    }
+
+    /// The L3-level table: model `l3_bytes` against the misses and
+    /// write-backs of a simulated L2, and (informational) model `l2_bytes`
+    /// against the simulated D1 misses.
+    public static func l3Table(_ rows: [(TrafficComparison, String)]) -> String {
+        func mib(_ b: Double) -> String { String(format: "%.2f", b / 1_048_576) }
+        var s = "| case | min MiB | model l3 MiB | simulated MiB (fetched + written back) | sim/model | verdict "
+        s += "| model l2 MiB | D1 misses MiB | D1/model |\n"
+        s += "|---|---:|---:|---:|---:|---|---:|---:|---:|\n"
+        for (r, _) in rows {
+            s += "| \(r.label) | \(mib(r.minBytes)) | \(mib(r.modelBytes)) | "
+            s += "\(mib(r.simulatedBytes)) (\(mib(r.fetchedBytes)) + \(mib(r.writtenBackBytes))) | "
+            s += String(format: "%.2f", r.ratio) + " | \(r.verdict) | "
+            if let model = r.l1Model, let fetched = r.l1Fetched, model > 0 {
+                s += "\(mib(model)) | \(mib(fetched)) | " + String(format: "%.2f", fetched / model) + " |\n"
+            } else {
+                s += "- | - | - |\n"
+            }
+        }
+        let notes = rows.filter { !$0.1.isEmpty }
+        if !notes.isEmpty {
+            s += "\n"
+            for (r, note) in notes { s += "- \(r.label): \(note)\n" }
         }
         return s
     }
