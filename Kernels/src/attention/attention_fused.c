@@ -332,18 +332,13 @@ static void bwd_reduce_worker(void *vctx, int tid, int nthreads) {
 }
 
 // Per-thread tile scratch, then the dQ partials of split heads.
-static size_t bwd_tile_bytes(const kl_attn_params *p, int threads) {
-    int br, bc;
-    kl_attn_tiles_for(p, &br, &bc);
-    return (size_t)threads * bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
-}
-
 size_t kl_attn_fused_bwd_workspace(const kl_attn_params *p, int threads) {
     int br, bc;
     kl_attn_tiles_for(p, &br, &bc);
+    size_t per_thread = bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
     int S = bwd_splits(p, threads, bc);
     size_t parts = (size_t)(S - 1) * p->batch * p->heads * p->q_len * p->head_dim * sizeof(float);
-    return bwd_tile_bytes(p, threads) + parts;
+    return (size_t)threads * per_thread + parts;
 }
 
 kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float *k, const float *v,
@@ -361,9 +356,9 @@ kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float
     x.q = q; x.k = k; x.v = v; x.o = o; x.lse = lse; x.dout = dout;
     x.dq = dq; x.dk = dk; x.dv = dv;
     x.ws = ws;
-    x.ws_per_thread = bwd_tile_bytes(p, T) / (size_t)T;
+    x.ws_per_thread = bwd_scratch_layout(x.g.d, x.br, x.bcp, NULL, &(bwd_scratch){0});
     x.splits = bwd_splits(p, T, x.bc);
-    x.dq_part = x.splits > 1 ? (float *)((char *)ws + bwd_tile_bytes(p, T)) : NULL;
+    x.dq_part = x.splits > 1 ? (float *)((char *)ws + (size_t)T * x.ws_per_thread) : NULL;
     x.items = x.g.B * x.g.H * x.splits;
     atomic_init(&x.next, 0);
     kl_pool_run(pool, bwd_worker, &x);
