@@ -124,7 +124,7 @@ struct BenchCommand: ParsableCommand {
         var comparison = baseline.map {
             BenchComparison(baseline: $0, current: run, alpha: alpha, thresholds: thresholds, mode: compare)
         }
-        if confirm, let baseline, let first = comparison, !first.regressedIDs.isEmpty {
+        if confirm, let baseline, let first = comparison, first.regressed {
             // Re-measure whole cases (both twins of a speedup) that regressed.
             let ids = Set(first.regressedIDs)
             let labels = Set(run.cases.filter { ids.contains($0.id) }.map(\.label))
