@@ -82,24 +82,25 @@ size_t kl_cache_bytes(int level) {
     // KERNELLAB_{L1,L2,LLC}_BYTES override a level (the traffic validation
     // simulates its own cache sizes under valgrind and hands them to the model).
     static const char *const overrides[] = {"KERNELLAB_L1_BYTES", "KERNELLAB_L2_BYTES", "KERNELLAB_LLC_BYTES"};
-    if (level >= 1 && level <= 3) {
-        const char *env = getenv(overrides[level - 1]);
-        if (env && *env) {
-            char *end = NULL;
-            unsigned long long v = strtoull(env, &end, 10);
-            if (end && *end == 0 && v > 0) return (size_t)v;
-        }
+    if (level < 1 || level > 3) return 0;
+    const char *env = getenv(overrides[level - 1]);
+    if (env && *env) {
+        char *end = NULL;
+        unsigned long long v = strtoull(env, &end, 10);
+        if (end && *end == 0 && v > 0) return (size_t)v;
     }
-    size_t s = kl_cache_sysfs(level);
-    if (s) return s;
-    long v = -1;
-    switch (level) {
-    case 1: v = sysconf(_SC_LEVEL1_DCACHE_SIZE); break;
-    case 2: v = sysconf(_SC_LEVEL2_CACHE_SIZE); break;
-    case 3: v = sysconf(_SC_LEVEL3_CACHE_SIZE); break;
-    default: break;
+    // The hardware's sizes are read once per level: every cost model call asks
+    // for all three, and sysfs means up to two dozen file opens each time.
+    static _Atomic long long known[3] = {-1, -1, -1};
+    long long size = atomic_load(&known[level - 1]);
+    if (size >= 0) return (size_t)size;
+    size = (long long)kl_cache_sysfs(level);
+    if (size == 0) {
+        long v = sysconf(level == 1 ? _SC_LEVEL1_DCACHE_SIZE : level == 2 ? _SC_LEVEL2_CACHE_SIZE : _SC_LEVEL3_CACHE_SIZE);
+        size = v > 0 ? v : 0;
     }
-    return v > 0 ? (size_t)v : 0;
+    atomic_store(&known[level - 1], size);
+    return (size_t)size;
 }
 
 kl_status kl_sgemm(int m, int n, int k, const float *a, const float *b, float *c, int threads) {
