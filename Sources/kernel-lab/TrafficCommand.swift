@@ -97,7 +97,7 @@ struct TrafficCommand: ParsableCommand {
                 }
             }
             let table = TrafficValidator.table(rows)
-            let l3Table = TrafficValidator.l3Table(l3Rows)
+            let l3Table = TrafficValidator.table(l3Rows)
             print(table + "\n" + l3Table, terminator: "")
             let ok = rows.filter { $0.0.withinTolerance }.count, l3OK = l3Rows.filter { $0.0.withinTolerance }.count
             print("\nDRAM: \(ok) of \(rows.count) cases within 25%; L3: \(l3OK) of \(l3Rows.count) "

@@ -120,7 +120,7 @@ final class TrafficTests: XCTestCase {
         XCTAssertEqual(r.simulatedBytes, Double((call.llMisses + call.dirtyEvictions) * 64))
         XCTAssertEqual(r.l1Model, cost.l2Bytes)
         XCTAssertEqual(r.l1Fetched, Double((call["D1mr"] + call["D1mw"]) * 64))
-        let table = TrafficValidator.l3Table([(r, "why not")])
+        let table = TrafficValidator.table([(r, "why not")])
         XCTAssertTrue(table.contains("| \(probe.label) | "), table)
         XCTAssertTrue(table.contains(String(format: "| %.2f | %@ |", r.ratio, r.verdict)), table)
         XCTAssertTrue(table.contains("- \(probe.label): why not"), table)

@@ -287,47 +287,37 @@ public struct TrafficValidator {
                                  minBytes: model.minBytes, call: call, drain: drain)
     }
 
-    /// The table printed and written to reports/traffic.md.
+    /// A table printed and written to reports/traffic.md, one row per
+    /// comparison. DRAM rows (`.dram`) name the simulated LLC; L3 rows (`.l3`,
+    /// a simulated L2 against `l3_bytes`) add, for information, model
+    /// `l2_bytes` against the simulated D1 misses. Rows are of one level.
     public static func table(_ rows: [(TrafficComparison, String)]) -> String {
         func mib(_ b: Double) -> String { String(format: "%.2f", b / 1_048_576) }
-        var s = "| case | LLC | min MiB | model MiB | simulated MiB (fetched + written back) | sim/model | verdict |\n"
-        s += "|---|---:|---:|---:|---:|---:|---|\n"
-        for (r, _) in rows {
-            let llc = r.llcBytes >= 1 << 20 ? "\(r.llcBytes >> 20) MiB" : "\(r.llcBytes >> 10) KiB"
-            s += "| \(r.label) | \(llc) | \(mib(r.minBytes)) | \(mib(r.modelBytes)) | "
-            s += "\(mib(r.simulatedBytes)) (\(mib(r.fetchedBytes)) + \(mib(r.writtenBackBytes))) | "
-            s += String(format: "%.2f", r.ratio) + " | \(r.verdict) |\n"
+        let l3 = rows.first?.0.level == .l3
+        var s = l3
+            ? "| case | min MiB | model l3 MiB | simulated MiB (fetched + written back) | sim/model | verdict "
+                + "| model l2 MiB | D1 misses MiB | D1/model |\n|---|---:|---:|---:|---:|---|---:|---:|---:|\n"
+            : "| case | LLC | min MiB | model MiB | simulated MiB (fetched + written back) | sim/model | verdict |\n"
+                + "|---|---:|---:|---:|---:|---:|---|\n"
+        func llc(_ r: TrafficComparison) -> String {
+            r.llcBytes >= 1 << 20 ? "\(r.llcBytes >> 20) MiB" : "\(r.llcBytes >> 10) KiB"
         }
-        let notes = rows.filter { !$0.1.isEmpty }
-        if !notes.isEmpty {
-            s += "\n"
-            for (r, note) in notes { s += "- \(r.label), LLC \(r.llcBytes >> 10) KiB: \(note)\n" }
-        }
-        return s
-    }
-
-    /// The L3-level table: model `l3_bytes` against the misses and
-    /// write-backs of a simulated L2, and (informational) model `l2_bytes`
-    /// against the simulated D1 misses.
-    public static func l3Table(_ rows: [(TrafficComparison, String)]) -> String {
-        func mib(_ b: Double) -> String { String(format: "%.2f", b / 1_048_576) }
-        var s = "| case | min MiB | model l3 MiB | simulated MiB (fetched + written back) | sim/model | verdict "
-        s += "| model l2 MiB | D1 misses MiB | D1/model |\n"
-        s += "|---|---:|---:|---:|---:|---|---:|---:|---:|\n"
         for (r, _) in rows {
-            s += "| \(r.label) | \(mib(r.minBytes)) | \(mib(r.modelBytes)) | "
+            s += "| \(r.label) | " + (l3 ? "" : "\(llc(r)) | ") + "\(mib(r.minBytes)) | \(mib(r.modelBytes)) | "
             s += "\(mib(r.simulatedBytes)) (\(mib(r.fetchedBytes)) + \(mib(r.writtenBackBytes))) | "
-            s += String(format: "%.2f", r.ratio) + " | \(r.verdict) | "
-            if let model = r.l1Model, let fetched = r.l1Fetched, model > 0 {
-                s += "\(mib(model)) | \(mib(fetched)) | " + String(format: "%.2f", fetched / model) + " |\n"
+            s += String(format: "%.2f", r.ratio) + " | \(r.verdict) |"
+            if !l3 {
+                s += "\n"
+            } else if let model = r.l1Model, let fetched = r.l1Fetched, model > 0 {
+                s += " \(mib(model)) | \(mib(fetched)) | " + String(format: "%.2f", fetched / model) + " |\n"
             } else {
-                s += "- | - | - |\n"
+                s += " - | - | - |\n"
             }
         }
         let notes = rows.filter { !$0.1.isEmpty }
         if !notes.isEmpty {
             s += "\n"
-            for (r, note) in notes { s += "- \(r.label): \(note)\n" }
+            for (r, note) in notes { s += "- \(r.label)" + (l3 ? "" : ", LLC \(r.llcBytes >> 10) KiB") + ": \(note)\n" }
         }
         return s
     }
