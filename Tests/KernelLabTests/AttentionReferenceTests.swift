@@ -55,7 +55,7 @@ private struct AttnInputs {
 }
 
 private func makeInputs(_ c: AttnCase) -> AttnInputs {
-    var rng = AttentionReferenceRNG(seed: c.seed)
+    var rng = ReferenceRNG(seed: c.seed)
     let q = rng.floats(c.qCount, scale: c.qScale)
     var k = rng.floats(c.kvCount)
     if c.keyRamp != 0 {
@@ -452,7 +452,7 @@ final class AttentionReferenceTests: XCTestCase {
     func testRandomizedConfigurations() {
         // A seeded sweep over shapes and options, each checked against the
         // reference with both impls and a random thread count.
-        var rng = AttentionReferenceRNG(seed: 0xA77E)
+        var rng = ReferenceRNG(seed: 0xA77E)
         let dims = [16, 24, 32, 40, 64, 80, 96, 128]
         for n in 0..<40 {
             var c = AttnCase(lq: 1, lk: 1, d: 16, seed: 1000 + UInt64(n))
@@ -618,7 +618,7 @@ final class AttentionReferenceTests: XCTestCase {
                             let o = try kernelForward(c, y, impl, pool: pool, threads: 1).o
                             return zip(o, g).reduce(0) { $0 + Double($1.0) * $1.1 }
                         }
-                        var rng = AttentionReferenceRNG(seed: c.seed ^ 0xFD)
+                        var rng = ReferenceRNG(seed: c.seed ^ 0xFD)
                         let tensors: [(String, WritableKeyPath<AttnInputs, [Float]>, [Float], [Double])] = [
                             ("dq", \.q, grads.dq, refGrads.dq),
                             ("dk", \.k, grads.dk, refGrads.dk),

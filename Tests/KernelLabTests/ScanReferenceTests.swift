@@ -66,7 +66,7 @@ private func doubles(_ x: [Float]) -> [Double] { x.map(Double.init) }
 
 /// Ranges keep the recurrence stable: A < 0 and, without softplus, delta' > 0.
 private func makeInputs(_ c: ScanCase) -> ScanInputs {
-    var rng = ScanReferenceRNG(seed: c.seed)
+    var rng = ReferenceRNG(seed: c.seed)
     let cfg = c.config
     let u = rng.floats(cfg.rowCount, -1, 1)
     let delta = c.softplus ? rng.floats(cfg.rowCount, -3, 1) : rng.floats(cfg.rowCount, 0.01, 0.5)
@@ -667,7 +667,7 @@ final class ScanReferenceTests: XCTestCase {
                     ("delta_bias", "ddelta_bias", x.bias?.count ?? 0, { $0.bias![$1] += $2; return $0.bias![$1] }),
                     ("h0", "dh0", x.h0?.count ?? 0, { $0.h0![$1] += $2; return $0.h0![$1] }),
                 ]
-                var rng = ScanReferenceRNG(seed: c.seed &+ 1000)
+                var rng = ReferenceRNG(seed: c.seed &+ 1000)
                 for (input, grad, count, bump) in probes where count > 0 {
                     var idx = Set([0, count - 1])
                     while idx.count < min(samples, count) { idx.insert(rng.index(below: count)) }

@@ -143,28 +143,3 @@ func attentionReferenceBackward(_ c: AttentionReferenceConfig,
     }
     return AttentionReferenceGradients(dq: dq, dk: dk, dv: dv)
 }
-
-/// Deterministic SplitMix64 generator for test inputs.
-struct AttentionReferenceRNG: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    mutating func uniform() -> Double {
-        Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0) * 2 - 1
-    }
-
-    mutating func floats(_ n: Int, scale: Float = 1) -> [Float] {
-        (0..<n).map { _ in Float(uniform()) * scale }
-    }
-
-    mutating func index(below n: Int) -> Int { Int(next() % UInt64(n)) }
-}

@@ -199,28 +199,3 @@ func scanReferenceLoss(_ f: ScanReferenceForward, dout: [Double], dlast: [Double
     if let dlast { for i in f.last.indices { s += f.last[i] * dlast[i] } }
     return s
 }
-
-/// Deterministic SplitMix64 generator for the scan tests' inputs.
-struct ScanReferenceRNG: Sendable {
-    private var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [lo, hi).
-    mutating func uniform(_ lo: Double, _ hi: Double) -> Double {
-        lo + (hi - lo) * Double(next() >> 11) * (1.0 / 9_007_199_254_740_992.0)
-    }
-
-    mutating func floats(_ n: Int, _ lo: Double, _ hi: Double) -> [Float] {
-        (0..<n).map { _ in Float(uniform(lo, hi)) }
-    }
-
-    mutating func index(below n: Int) -> Int { Int(next() % UInt64(n)) }
-}
