@@ -37,8 +37,18 @@ release: deps
 	$(SWIFT) build -c release --product kernel-lab
 
 # XCTest only: Swift Testing would add a closing "0 tests" line of its own.
+# The suite runs once on this CPU's best ISA, then once more as on each
+# narrower CPU (KERNELLAB_ISA_MAX=avx2, =scalar: the lab then sees only those
+# ISAs), so a test that depends on the host's ISA fails here, not on the next
+# machine. Each run ends with its own XCTest summary.
 test: deps
 	$(SWIFT) test --disable-swift-testing
+	@supported=$$(env -u KERNELLAB_ISA .build/debug/kernel-lab info | sed -n 's/.*(supported: \(.*\))/\1/p'); \
+	caps=""; case "$$supported" in *avx512*) caps="avx2 scalar";; *avx2*) caps="scalar";; esac; \
+	for cap in $$caps; do \
+	  echo "== tests as on a CPU without the ISAs above $$cap (KERNELLAB_ISA_MAX=$$cap) =="; \
+	  KERNELLAB_ISA_MAX=$$cap $(SWIFT) test --disable-swift-testing --skip-build || exit 1; \
+	done
 
 # The main job: this machine's ceilings (measured once, then reused from
 # Profiles/machines/), the roofline report of the default suite, and the

@@ -157,6 +157,24 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertEqual(bogus.stdout, "")
     }
 
+    /// KERNELLAB_ISA_MAX reproduces a narrower CPU: a scalar-only host here,
+    /// whatever this one supports; an unknown cap is an error.
+    func testExecutableISACap() throws {
+        let capped = try launch(["info", "--json"], environment: ["KERNELLAB_ISA_MAX": "scalar"])
+        XCTAssertEqual(capped.status, 0, capped.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(capped.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(object["isa"] as? String, "scalar")
+        XCTAssertEqual(object["supported_isas"] as? [String], ["scalar"])
+
+        let over = try launch(["info"], environment: ["KERNELLAB_ISA_MAX": "scalar", "KERNELLAB_ISA": "avx2"])
+        XCTAssertNotEqual(over.status, 0)
+        XCTAssertTrue(over.stderr.contains("KERNELLAB_ISA=avx2 is not supported"), over.stderr)
+
+        let bogus = try launch(["info"], environment: ["KERNELLAB_ISA_MAX": "sse9"])
+        XCTAssertNotEqual(bogus.status, 0)
+        XCTAssertTrue(bogus.stderr.contains("KERNELLAB_ISA_MAX='sse9'"), bogus.stderr)
+    }
+
     func testExecutableAttentionJSONIsClean() throws {
         let run = try launch(["attention", "--batch", "1", "--heads", "1", "--seq", "8", "--head-dim", "8",
                               "--threads", "1", "--repeats", "1", "--warmup", "0", "--sgemm-size", "16",

@@ -156,12 +156,15 @@ final class CeilingsTests: TemporaryDirectoryTestCase {
             let key = String(threads)
             XCTAssertNotNil(profile.sgemmGflops(threads: threads))
             XCTAssertNotNil(profile.streamCheck.streamTriadGBs[key])
-            // Relations that hold by a wide margin on any machine.
-            XCTAssertGreaterThanOrEqual(try XCTUnwrap(profile.peakGflops(best, threads: threads)),
-                                        try XCTUnwrap(profile.peakGflops(.scalar, threads: threads)))
+            // Every ISA's peak and every kernel's bandwidth at L1 and DRAM are
+            // there. No measured relation is asserted: even "L1 beats DRAM"
+            // fails for the scalar read loop on a scalar-only host (one load
+            // a cycle sustains DRAM's rate), and tests assert no time.
+            XCTAssertNotNil(profile.peakGflops(best, threads: threads))
+            XCTAssertNotNil(profile.peakGflops(.scalar, threads: threads))
             for kernel in BandwidthKernel.allCases {
-                XCTAssertGreaterThan(try XCTUnwrap(profile.bandwidthGBs(.l1, kernel, threads: threads)),
-                                     try XCTUnwrap(profile.bandwidthGBs(.dram, kernel, threads: threads)), "\(kernel) T=\(threads)")
+                XCTAssertNotNil(profile.bandwidthGBs(.l1, kernel, threads: threads), "\(kernel) T=\(threads)")
+                XCTAssertNotNil(profile.bandwidthGBs(.dram, kernel, threads: threads), "\(kernel) T=\(threads)")
             }
             for level in MemoryLevel.allCases where profile.sweep.contains(where: { $0.level == level && $0.threads == threads }) {
                 XCTAssertNotNil(profile.bandwidthGBs(level, .triad, threads: threads), "\(level) T=\(threads)")

@@ -1,5 +1,8 @@
 // Run-time ISA dispatch: chosen once from the CPU's features, or forced by
-// KERNELLAB_ISA=scalar|avx2|avx512.
+// KERNELLAB_ISA=scalar|avx2|avx512. KERNELLAB_ISA_MAX=scalar|avx2 makes the
+// lab treat the CPU as one without the ISAs above it (supported lists,
+// machine ids, baselines and tests all follow), so an AVX2-only or a
+// scalar-only host can be reproduced on a wider CPU.
 #include "internal.h"
 #include <pthread.h>
 #include <stdio.h>
@@ -24,7 +27,19 @@ kl_status kl_isa_parse(const char *name, kl_isa *out) {
     return kl_fail(KL_ERR_INVALID_ARGUMENT, "unknown ISA '%s' (expected scalar, avx2 or avx512)", name);
 }
 
+static int kl_isa_cap = KL_ISA_COUNT - 1;
+static pthread_once_t kl_cap_once = PTHREAD_ONCE_INIT;
+
+// An unknown KERNELLAB_ISA_MAX caps nothing here; kl_init reports it.
+static void kl_cap_init(void) {
+    const char *env = getenv("KERNELLAB_ISA_MAX");
+    kl_isa cap;
+    if (env != NULL && env[0] != 0 && kl_isa_parse(env, &cap) == KL_OK) kl_isa_cap = cap;
+}
+
 int kl_isa_supported(kl_isa isa) {
+    pthread_once(&kl_cap_once, kl_cap_init);
+    if ((int)isa > kl_isa_cap) return 0;
     switch (isa) {
     case KL_ISA_SCALAR: return 1;
 #if KL_X86
@@ -57,8 +72,15 @@ static void kl_init_once(void) {
     kl_isa best = KL_ISA_SCALAR;
     for (int i = KL_ISA_COUNT - 1; i >= 0; i--)
         if (kl_isa_supported((kl_isa)i) && kl_ops_for((kl_isa)i)) { best = (kl_isa)i; break; }
+    const char *cap = getenv("KERNELLAB_ISA_MAX");
+    kl_isa parsed;
+    if (cap != NULL && cap[0] != 0 && kl_isa_parse(cap, &parsed) != KL_OK) {
+        kl_init_status = KL_ERR_UNSUPPORTED_ISA;
+        snprintf(kl_init_detail, sizeof kl_init_detail,
+                 "KERNELLAB_ISA_MAX='%s' is not an ISA (expected scalar, avx2 or avx512)", cap);
+    }
     const char *env = getenv("KERNELLAB_ISA");
-    if (env != NULL && env[0] != 0) {
+    if (kl_init_status == KL_OK && env != NULL && env[0] != 0) {
         kl_isa want;
         if (kl_isa_parse(env, &want) != KL_OK) {
             kl_init_status = KL_ERR_UNSUPPORTED_ISA;

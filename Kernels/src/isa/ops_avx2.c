@@ -62,6 +62,23 @@ KL_INLINE256 void panel256(int m, int n16, int k, const float *ar[KL_MR], long c
             t[r][1] = _mm256_fmadd_ps(av, b1, t[r][1]);
         }
     }
+    // Plain loads and stores for full panels: AMD's Zen 1-3 run vmaskmovps
+    // stores as long microcoded sequences, and a masked epilogue per 6 x 16
+    // panel would then cost as much as the k = 64 loop it ends.
+    if (full) {
+        for (int r = 0; r < m; r++) {
+            float *cr = c + (long)r * ldc;
+            __m256 o0 = t[r][0], o1 = t[r][1];
+            if (acc) {
+                __m256 s = _mm256_set1_ps(rowscale ? rowscale[r] : 1.0f);
+                o0 = _mm256_fmadd_ps(_mm256_loadu_ps(cr), s, o0);
+                o1 = _mm256_fmadd_ps(_mm256_loadu_ps(cr + 8), s, o1);
+            }
+            _mm256_storeu_ps(cr, o0);
+            _mm256_storeu_ps(cr + 8, o1);
+        }
+        return;
+    }
     for (int r = 0; r < m; r++) {
         float *cr = c + (long)r * ldc;
         __m256 o0 = t[r][0], o1 = t[r][1];
@@ -136,9 +153,17 @@ KL_T256 static float exp2_sum_avx2(float *x, int n, float scale, float shift) {
     return hsum256(sum);
 }
 
+// The element-wise loops below run plain loads and stores over full vectors
+// and mask only the tail (see panel256 on masked stores).
 KL_T256 static void exp2_scaled_avx2(float *x, int n, float scale, float slope, float dist0, float shift) {
     __m256 s = _mm256_set1_ps(scale), sh = _mm256_set1_ps(shift);
-    for (int c = 0; c < n; c += 8) {
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        __m256 v = _mm256_fmsub_ps(_mm256_loadu_ps(x + c), s, sh);
+        if (slope != 0.0f) v = _mm256_sub_ps(v, alibi256(slope, dist0, c));
+        _mm256_storeu_ps(x + c, exp2_256(v));
+    }
+    if (c < n) {
         __m256i mk = tail8(n - c);
         __m256 v = _mm256_fmsub_ps(_mm256_maskload_ps(x + c, mk), s, sh);
         if (slope != 0.0f) v = _mm256_sub_ps(v, alibi256(slope, dist0, c));
@@ -148,7 +173,10 @@ KL_T256 static void exp2_scaled_avx2(float *x, int n, float scale, float slope, 
 
 KL_T256 static void dsoftmax_avx2(float *ds, const float *p, int n, float dsub) {
     __m256 d = _mm256_set1_ps(dsub);
-    for (int c = 0; c < n; c += 8) {
+    int c = 0;
+    for (; c + 8 <= n; c += 8)
+        _mm256_storeu_ps(ds + c, _mm256_mul_ps(_mm256_loadu_ps(p + c), _mm256_sub_ps(_mm256_loadu_ps(ds + c), d)));
+    if (c < n) {
         __m256i mk = tail8(n - c);
         __m256 v = _mm256_mul_ps(_mm256_maskload_ps(p + c, mk), _mm256_sub_ps(_mm256_maskload_ps(ds + c, mk), d));
         _mm256_maskstore_ps(ds + c, mk, v);
@@ -156,20 +184,60 @@ KL_T256 static void dsoftmax_avx2(float *ds, const float *p, int n, float dsub) 
 }
 
 KL_T256 static float dot_avx2(const float *a, const float *b, int n) {
-    __m256 s = _mm256_setzero_ps();
-    for (int c = 0; c < n; c += 8) {
-        __m256i mk = tail8(n - c);
-        s = _mm256_fmadd_ps(_mm256_maskload_ps(a + c, mk), _mm256_maskload_ps(b + c, mk), s);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    int c = 0;
+    for (; c + 16 <= n; c += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + c), _mm256_loadu_ps(b + c), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + c + 8), _mm256_loadu_ps(b + c + 8), s1);
     }
-    return hsum256(s);
+    for (; c < n; c += 8) {
+        __m256i mk = tail8(n - c);
+        s0 = _mm256_fmadd_ps(_mm256_maskload_ps(a + c, mk), _mm256_maskload_ps(b + c, mk), s0);
+    }
+    return hsum256(_mm256_add_ps(s0, s1));
 }
 
 KL_T256 static void scale_avx2(float *y, int n, float s) {
     __m256 sv = _mm256_set1_ps(s);
-    for (int c = 0; c < n; c += 8) {
+    int c = 0;
+    for (; c + 8 <= n; c += 8) _mm256_storeu_ps(y + c, _mm256_mul_ps(_mm256_loadu_ps(y + c), sv));
+    if (c < n) {
         __m256i mk = tail8(n - c);
         _mm256_maskstore_ps(y + c, mk, _mm256_mul_ps(_mm256_maskload_ps(y + c, mk), sv));
     }
+}
+
+// dst[c * ldd + r] = src[r * lds + c]: 8 x 8 blocks transposed in registers
+// (unpack, shuffle, permute), the ragged edges by the portable loop.
+KL_T256 static void transpose_avx2(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
+    int r8 = rows & ~7, c8 = cols & ~7;
+    for (int r = 0; r < r8; r += 8) {
+        for (int c = 0; c < c8; c += 8) {
+            const float *s = src + (long)r * lds + c;
+            __m256 a0 = _mm256_loadu_ps(s), a1 = _mm256_loadu_ps(s + lds), a2 = _mm256_loadu_ps(s + 2 * lds),
+                   a3 = _mm256_loadu_ps(s + 3 * lds), a4 = _mm256_loadu_ps(s + 4 * lds), a5 = _mm256_loadu_ps(s + 5 * lds),
+                   a6 = _mm256_loadu_ps(s + 6 * lds), a7 = _mm256_loadu_ps(s + 7 * lds);
+            __m256 t0 = _mm256_unpacklo_ps(a0, a1), t1 = _mm256_unpackhi_ps(a0, a1), t2 = _mm256_unpacklo_ps(a2, a3),
+                   t3 = _mm256_unpackhi_ps(a2, a3), t4 = _mm256_unpacklo_ps(a4, a5), t5 = _mm256_unpackhi_ps(a4, a5),
+                   t6 = _mm256_unpacklo_ps(a6, a7), t7 = _mm256_unpackhi_ps(a6, a7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xee),
+                   u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xee),
+                   u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xee),
+                   u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            float *d = dst + (long)c * ldd + r;
+            _mm256_storeu_ps(d, _mm256_permute2f128_ps(u0, u4, 0x20));
+            _mm256_storeu_ps(d + ldd, _mm256_permute2f128_ps(u1, u5, 0x20));
+            _mm256_storeu_ps(d + 2 * ldd, _mm256_permute2f128_ps(u2, u6, 0x20));
+            _mm256_storeu_ps(d + 3 * ldd, _mm256_permute2f128_ps(u3, u7, 0x20));
+            _mm256_storeu_ps(d + 4 * ldd, _mm256_permute2f128_ps(u0, u4, 0x31));
+            _mm256_storeu_ps(d + 5 * ldd, _mm256_permute2f128_ps(u1, u5, 0x31));
+            _mm256_storeu_ps(d + 6 * ldd, _mm256_permute2f128_ps(u2, u6, 0x31));
+            _mm256_storeu_ps(d + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
+        }
+    }
+    // Edges: the rows below r8 (all columns) and the columns right of c8.
+    if (r8 < rows) kl_transpose_scalar(src + (long)r8 * lds, rows - r8, cols, lds, dst + r8, ldd);
+    if (c8 < cols && r8 > 0) kl_transpose_scalar(src + c8, r8, cols - c8, lds, dst + (long)c8 * ldd, ldd);
 }
 
 // 12 independent ymm FMA chains: latency 4 x 2 pipes needs at least 8.
@@ -221,7 +289,7 @@ const kl_ops kl_ops_avx2 = {
     .dsoftmax = dsoftmax_avx2,
     .dot = dot_avx2,
     .scale = scale_avx2,
-    .transpose = kl_transpose_scalar,  // not hot enough under AVX2 to specialize
+    .transpose = transpose_avx2,
     .peak_fma = peak_fma_avx2,
     .bw_read = bw_read_avx2,
     .bw_copy = kl_bw_copy_avx2,
