@@ -2,11 +2,17 @@
 //
 // Forward: each work item is one (batch, head, query block). Key/value tiles
 // stream through; a strip of KL_MR query rows computes its scores S (KL_MR x
-// kv_block) with the gemm microkernel against K^T packed per tile, applies the
+// kv_block) with the gemm microkernel against the packed K^T tile, applies the
 // scale, ALiBi and masks, updates the running max m and sum l (online softmax),
 // and accumulates O = diag(alpha) O + P V in place. O is divided by l once at
 // the end and lse = m + log(l) is kept for the backward. Workspace per thread:
-// K^T tile, one score strip, m and l of the block: O(tile).
+// the packed K^T and V tiles, one score strip, m and l of the block: O(tile).
+//
+// Packing (BLIS's B panels): both B operands are packed once per (query
+// block, key tile) as panels of nr columns (the ISA's register-tile width),
+// each panel a contiguous (k, nr) block, so every microkernel call reads its
+// B as one sequential stream, not k rows a tile-row apart; the packing is
+// amortized over the br / KL_MR strips of the block.
 //
 // Backward: each work item is one (batch, head), so dq, dk and dv of that head
 // are written by one thread only (no races, no atomics). When the heads do not
@@ -37,19 +43,22 @@ typedef struct {
     _Atomic int next;
 } fwd_ctx;
 
-typedef struct { float *kt, *s, *m, *l, *alpha; } fwd_scratch;
+typedef struct { float *kt, *vp, *s, *m, *l, *alpha; } fwd_scratch;
 
+// Panels are sized for the widest register tile (KL_NR_MAX), so the
+// workspace does not depend on the ISA in use.
 static size_t fwd_scratch_layout(int d, int br, int bcp, char *base, fwd_scratch *out) {
-    size_t sizes[5] = {
-        (size_t)d * bcp * sizeof(float),       // kt: (d, bcp)  K tile transposed
+    size_t sizes[6] = {
+        (size_t)d * kl_round_up((size_t)bcp, KL_NR_MAX) * sizeof(float),  // kt: (bc / nr, d, nr)  K tile^T in panels
+        kl_round_up((size_t)d, KL_NR_MAX) * bcp * sizeof(float),           // vp: (d / nr, bc, nr)  V tile in panels
         (size_t)KL_MR * bcp * sizeof(float),   // s: (MR, bcp)  scores, then P, of one strip
         (size_t)br * sizeof(float),            // m: (br)       running row max
         (size_t)br * sizeof(float),            // l: (br)       running row sum
         (size_t)KL_MR * sizeof(float),         // alpha: (MR)   rescale factors of a strip
     };
     size_t off = 0;
-    float **slots[5] = {&out->kt, &out->s, &out->m, &out->l, &out->alpha};
-    for (int i = 0; i < 5; i++) {
+    float **slots[6] = {&out->kt, &out->vp, &out->s, &out->m, &out->l, &out->alpha};
+    for (int i = 0; i < 6; i++) {
         if (base) *slots[i] = (float *)(base + off);
         off += kl_round_up(sizes[i], 64);
     }
@@ -81,9 +90,18 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
         kl_attn_range(g, h, q0 + nr - 1, &lo2, &hi2);
         if (hi2 > jhi) jhi = hi2;
         if (jhi <= jlo) jhi = jlo = 0;
+        const int pw = ops->nr;  // panel width
         for (int j0 = jlo / bc * bc; j0 < jhi; j0 += bc) {
             int nc = kl_min(bc, g->Lk - j0);
-            ops->transpose(K + (long)j0 * d, nc, d, d, w.kt, bcp);  // kt: (d, bcp) = K tile^T
+            // kt panel p: (d, pw) = K[j0 + p pw .., :]^T;  vp panel q: (nc, pw) = V[j0 .., q pw ..]
+            for (int c0 = 0; c0 < nc; c0 += pw)
+                ops->transpose(K + (long)(j0 + c0) * d, kl_min(pw, nc - c0), d, d, w.kt + (long)c0 * d, pw);
+            for (int c0 = 0; c0 < d; c0 += pw) {
+                int w0 = kl_min(pw, d - c0);
+                float *dst = w.vp + (long)c0 * bcp;
+                for (int kk = 0; kk < nc; kk++)
+                    memcpy(dst + (long)kk * pw, V + (long)(j0 + kk) * d + c0, (size_t)w0 * sizeof(float));
+            }
             for (int r0 = 0; r0 < nr; r0 += KL_MR) {
                 int mr = kl_min(KL_MR, nr - r0);
                 int lo[KL_MR], hi[KL_MR], any = 0, kmin = nc, kmax = 0;
@@ -96,8 +114,10 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                     }
                 }
                 if (!any) continue;  // fully masked strip x tile: skipped
-                // s: (mr, nc) = Q_strip (mr, d) K_tile^T (d, nc)
-                kl_gemm_tiled(ops, mr, nc, d, Q + (long)r0 * d, d, 1, w.kt, bcp, w.s, bcp, NULL, 0);
+                // s: (mr, nc) = Q_strip (mr, d) K_tile^T (d, nc), one call per panel
+                for (int c0 = 0; c0 < nc; c0 += pw)
+                    ops->gemm(mr, kl_min(pw, nc - c0), d, Q + (long)r0 * d, d, 1, w.kt + (long)c0 * d, pw,
+                              w.s + c0, bcp, NULL, 0);
                 for (int r = 0; r < mr; r++) {
                     float *s = w.s + (long)r * bcp;
                     float *m = &w.m[r0 + r], *l = &w.l[r0 + r];
@@ -126,9 +146,10 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                     *m = mnew;
                     w.alpha[r] = alpha;
                 }
-                // O_strip (mr, d) = diag(alpha) O_strip + P (mr, kmin:kmax) V (kmin:kmax, d)
-                kl_gemm_tiled(ops, mr, d, kmax - kmin, w.s + kmin, bcp, 1, V + (long)(j0 + kmin) * d, d,
-                              O + (long)r0 * d, d, w.alpha, 1);
+                // O_strip (mr, d) = diag(alpha) O_strip + P (mr, kmin:kmax) V (kmin:kmax, d), per panel
+                for (int c0 = 0; c0 < d; c0 += pw)
+                    ops->gemm(mr, kl_min(pw, d - c0), kmax - kmin, w.s + kmin, bcp, 1,
+                              w.vp + (long)c0 * bcp + (long)kmin * pw, pw, O + (long)r0 * d + c0, d, w.alpha, 1);
             }
         }
         float *LSE = x->lse + (long)bh * g->Lq + q0;

@@ -22,6 +22,10 @@
 /// Per-ISA primitives. The framework loops (tiling, masking, threading) are
 /// portable C and call only these.
 typedef struct {
+    /// Columns of the microkernel's register tile (its widest B row, KL_NR_MAX
+    /// at most): a B operand packed as (k, nr) panels, each contiguous, is
+    /// read as one sequential stream per call (see the fused attention).
+    int nr;
     /// C (m x n) = [rowscale .* C or C or 0] + A (m x k) * B (k x n)
     ///   a(r, kk) = a[r * rsa + kk * csa]   (strided, so A or A^T without a copy)
     ///   B row-major with leading dimension ldb; m <= KL_MR, n <= KL_NR_MAX.
@@ -67,6 +71,9 @@ extern const kl_ops kl_ops_scalar;
 #if KL_X86
 extern const kl_ops kl_ops_avx2;
 extern const kl_ops kl_ops_avx512;
+// The ISAs' tile transposes (kl_ops.transpose), shared with the scan lanes.
+void kl_transpose_avx2(const float *src, int rows, int cols, long lds, float *dst, long ldd);
+void kl_transpose_avx512(const float *src, int rows, int cols, long lds, float *dst, long ldd);
 // AVX2 streaming kernels, shared by the AVX-512 table (see ops_avx512.c).
 void kl_bw_copy_avx2(float *restrict b, const float *restrict a, size_t n);
 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n);
@@ -137,6 +144,8 @@ typedef struct {
     /// From dout and y = <C, h>: dy (gradient of <C,h>), du = D dy, dz, dD (W, +=).
     void (*gate_bwd)(const float *dout, const float *y, const float *u, const float *z, const float *D,
                      float *dy, float *du, float *dz, float *dD, int len);
+    /// The ISA's kl_ops.transpose: dst[c * ldd + r] = src[r * lds + c] (B, C to time-major).
+    void (*transpose)(const float *src, int rows, int cols, long lds, float *dst, long ldd);
     /// out[r] = sum of the W lanes of row r of x (rows, W).
     void (*lane_sum)(const float *x, int rows, float *out);
     /// dst (len, W) time-major <- rows [0, nch) of src (rows of length ld) at

@@ -209,7 +209,7 @@ KL_T256 static void scale_avx2(float *y, int n, float s) {
 
 // dst[c * ldd + r] = src[r * lds + c]: 8 x 8 blocks transposed in registers
 // (unpack, shuffle, permute), the ragged edges by the portable loop.
-KL_T256 static void transpose_avx2(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
+KL_T256 void kl_transpose_avx2(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
     int r8 = rows & ~7, c8 = cols & ~7;
     for (int r = 0; r < r8; r += 8) {
         for (int c = 0; c < c8; c += 8) {
@@ -281,6 +281,7 @@ KL_T256 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const 
 }
 
 const kl_ops kl_ops_avx2 = {
+    .nr = 16,
     .gemm = gemm_avx2,
     .max = max_avx2,
     .scale_bias_max = scale_bias_max_avx2,
@@ -289,7 +290,7 @@ const kl_ops kl_ops_avx2 = {
     .dsoftmax = dsoftmax_avx2,
     .dot = dot_avx2,
     .scale = scale_avx2,
-    .transpose = transpose_avx2,
+    .transpose = kl_transpose_avx2,
     .peak_fma = peak_fma_avx2,
     .bw_read = bw_read_avx2,
     .bw_copy = kl_bw_copy_avx2,

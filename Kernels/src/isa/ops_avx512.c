@@ -184,7 +184,7 @@ KL_INLINE512 void transpose16x16(__m512 r[16]) {
     }
 }
 
-KL_T512 static void transpose_avx512(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
+KL_T512 void kl_transpose_avx512(const float *src, int rows, int cols, long lds, float *dst, long ldd) {
     int r16 = rows / 16 * 16, c16 = cols / 16 * 16;
     __m512 t[16];
     for (int r0 = 0; r0 < r16; r0 += 16)
@@ -232,6 +232,7 @@ KL_T512 static float bw_read_avx512(const float *a, size_t n) {
 // Loads are the other way round (L1 read: 208 GB/s zmm, 158 ymm).
 
 const kl_ops kl_ops_avx512 = {
+    .nr = 64,
     .gemm = gemm_avx512,
     .max = max_avx512,
     .scale_bias_max = scale_bias_max_avx512,
@@ -240,7 +241,7 @@ const kl_ops kl_ops_avx512 = {
     .dsoftmax = dsoftmax_avx512,
     .dot = dot_avx512,
     .scale = scale_avx512,
-    .transpose = transpose_avx512,
+    .transpose = kl_transpose_avx512,
     .peak_fma = peak_fma_avx512,
     .bw_read = bw_read_avx512,
     .bw_copy = kl_bw_copy_avx2,

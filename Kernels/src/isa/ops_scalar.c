@@ -93,6 +93,7 @@ static void bw_triad_scalar(float *restrict a, const float *restrict b, const fl
 }
 
 const kl_ops kl_ops_scalar = {
+    .nr = 16,
     .gemm = gemm_scalar,
     .max = max_scalar,
     .scale_bias_max = scale_bias_max_scalar,

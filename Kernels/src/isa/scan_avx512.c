@@ -4,6 +4,7 @@
 #define KL_SCAN_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2")))
 #define KL_SCAN_OPS kl_scan_ops_avx512
 #define KL_SCAN_SCALEF 1
+#define KL_SCAN_TRANSPOSE kl_transpose_avx512
 #include <immintrin.h>
 #include "../scan/scan_lanes.inc"
 #endif

@@ -30,12 +30,9 @@ static inline block_t block_of(const kl_scan_geom *g, int item, int block_ch) {
     return k;
 }
 
-// dst (len, N) <- src (N, L) at l0.
-static void load_time_major(float *dst, const float *src, long L, int N, int l0, int len) {
-    for (int n = 0; n < N; n++) {
-        const float *s = src + (long)n * L + l0;
-        for (int l = 0; l < len; l++) dst[(long)l * N + n] = s[l];
-    }
+// dst (len, N) <- src (N, L) at l0: the ISA's tile transpose.
+static void load_time_major(const kl_scan_ops *ops, float *dst, const float *src, long L, int N, int l0, int len) {
+    ops->transpose(src + l0, N, len, L, dst, N);
 }
 
 // (N, W) lanes <- per-channel rows (nch, N) (A, h0, dlast); scaled by s.
@@ -110,8 +107,8 @@ static void fwd_worker(void *vctx, int tid, int nt) {
             x->ops->load_lanes(w.u, in->u + row * L, L, k.nch, l0, len);
             x->ops->load_lanes(w.dt, in->delta + row * L, L, k.nch, l0, len);
             if (in->z) x->ops->load_lanes(w.z, in->z + row * L, L, k.nch, l0, len);
-            load_time_major(w.B, Bg, L, N, l0, len);
-            load_time_major(w.C, Cg, L, N, l0, len);
+            load_time_major(x->ops, w.B, Bg, L, N, l0, len);
+            load_time_major(x->ops, w.C, Cg, L, N, l0, len);
             x->ops->delta_prep(w.dt, len, in->delta_bias ? w.bias : NULL, g->softplus);
             kl_scan_fwd_chunk c = {len, N, w.A2, w.dt, w.u, w.B, w.C, w.h, w.y, NULL, NULL};
             x->ops->fwd_chunk(&c);
@@ -203,8 +200,8 @@ static void bwd_checkpoints(bwd_ctx *x, bwd_bufs *w, block_t k, int nsub) {
     }
     for (int c = 0; c + 1 < x->nchunks; c++) {
         int l0 = c * x->chunk, len = x->chunk;
-        load_time_major(w->B, Bg, L, N, l0, len);
-        load_time_major(w->C, Cg, L, N, l0, len);
+        load_time_major(x->ops, w->B, Bg, L, N, l0, len);
+        load_time_major(x->ops, w->C, Cg, L, N, l0, len);
         for (int s = 0; s < nsub; s++) {
             int nch = kl_min(W, k.nch - s * W);
             long row = (long)k.b * g->D + k.d0 + s * W;
@@ -262,8 +259,8 @@ static void bwd_worker(void *vctx, int tid, int nt) {
         float *dBg = pt->dB + ((long)k.b * g->G + k.g) * N * L, *dCg = pt->dC + ((long)k.b * g->G + k.g) * N * L;
         for (int c = x->nchunks - 1; c >= 0; c--) {
             int l0 = c * x->chunk, len = kl_min(x->chunk, L - l0);
-            load_time_major(w.B, Bg, L, N, l0, len);
-            load_time_major(w.C, Cg, L, N, l0, len);
+            load_time_major(x->ops, w.B, Bg, L, N, l0, len);
+            load_time_major(x->ops, w.C, Cg, L, N, l0, len);
             memset(w.dBl, 0, (size_t)len * nw * sizeof(float));
             memset(w.dCl, 0, (size_t)len * nw * sizeof(float));
             for (int s = 0; s < nsub; s++) {
