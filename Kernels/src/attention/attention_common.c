@@ -36,15 +36,13 @@ void kl_attn_geom_init(const kl_attn_params *p, kl_attn_geom *g) {
     g->windows = p->windows;
 }
 
-// Defaults chosen by measurement on Zen 4 (B=1, H=8, L=2048, d=64, 1 thread;
-// fused forward GFLOP/s): q/kv 128/64: 80.0, 256/64: 83.1, 192/128: 85.2,
-// 256/128: 86.8. A 128-key tile halves the per-row softmax overhead of a
-// 64-key one; 256-row query blocks amortize packing K^T over 43 strips.
-// K^T (d x 128) and V (128 x d) stay in L2 for d <= 128.
+// The active ISA's blocking (kl_ops.attn_q_block, attn_kv_block): the
+// tables in src/isa say how each was measured.
 void kl_attn_default_tiles(const kl_attn_params *p, kl_attn_tiles *out) {
     (void)p;
-    out->q_block = 256;
-    out->kv_block = 128;
+    const kl_ops *ops = kl_ops_active();
+    out->q_block = ops->attn_q_block;
+    out->kv_block = ops->attn_kv_block;
 }
 
 static _Atomic int kl_tile_q, kl_tile_kv;

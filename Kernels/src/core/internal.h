@@ -26,6 +26,11 @@ typedef struct {
     /// at most): a B operand packed as (k, nr) panels, each contiguous, is
     /// read as one sequential stream per call (see the fused attention).
     int nr;
+    /// The fused attention's blocking on this ISA (BLIS's context: data that
+    /// travels with the ISA chosen from the CPU): query rows per block (a
+    /// forward work item, a backward inner block) and keys per tile, a
+    /// multiple of 16. kl_attn_default_tiles reads them.
+    int attn_q_block, attn_kv_block;
     /// C (m x n) = [rowscale .* C or C or 0] + A (m x k) * B (k x n)
     ///   a(r, kk) = a[r * rsa + kk * csa]   (strided, so A or A^T without a copy)
     ///   B row-major with leading dimension ldb; m <= KL_MR, n <= KL_NR_MAX.

@@ -282,6 +282,15 @@ KL_T256 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const 
 
 const kl_ops kl_ops_avx2 = {
     .nr = 16,
+    // Zen 5 under AVX2 (B=1 H=4 L=2048, fraction of the in-run sgemm,
+    // fwd/bwd, each line one process): d=64 128/128 0.83/0.93, 256/128
+    // 0.85/0.93, 256/256 0.88/0.95, 512/128 0.85/0.94; d=128 causal 256/64
+    // 0.85/0.85, 256/128 0.86/0.85, 256/256 0.84/0.83: 256-key tiles gain 3%
+    // at d = 64 and lose 2% at d = 128, with twice the backward's P and dS. K^T and V of a 128-key tile are
+    // 32 KiB each at d = 64: the L1d of Zen 3 holds one, so the packed
+    // panels stream from L2 there (a machine to tune on when one is at hand).
+    .attn_q_block = 256,
+    .attn_kv_block = 128,
     .gemm = gemm_avx2,
     .max = max_avx2,
     .scale_bias_max = scale_bias_max_avx2,

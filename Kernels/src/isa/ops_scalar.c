@@ -94,6 +94,10 @@ static void bw_triad_scalar(float *restrict a, const float *restrict b, const fl
 
 const kl_ops kl_ops_scalar = {
     .nr = 16,
+    // The portable loops are compute-bound at any tile (Zen 5: 256/128 and
+    // 128/64 within 5%), so the vector ISAs' tiles keep workspaces alike.
+    .attn_q_block = 256,
+    .attn_kv_block = 128,
     .gemm = gemm_scalar,
     .max = max_scalar,
     .scale_bias_max = scale_bias_max_scalar,
