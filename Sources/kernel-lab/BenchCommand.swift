@@ -22,8 +22,12 @@ struct BenchCommand: ParsableCommand {
             a metric regresses when its median is worse than the threshold AND a one-sided \
             Mann-Whitney U test (alpha 0.01) separates the samples. A baseline from another \
             machine compares only roofline efficiency and speedups (--compare ratios or \
-            speedup asks for that anywhere). --confirm re-measures the cases that regressed \
-            and keeps only the regressions the second run confirms. Exit status: 0 no \
+            speedup asks for that anywhere). When this hardware has no baseline NAME, \
+            --check NAME falls back to a committed one (Profiles/baselines/*/NAME.json) \
+            that ran this hardware's best ISA. --floors also checks each fused kernel's \
+            speedup against the suite's min_speedup for this hardware's best ISA, which \
+            needs no baseline at all. --confirm re-measures the cases that regressed and \
+            keeps only the regressions the second run confirms. Exit status: 0 no \
             regression, 1 regression, 2 usage error.
             """)
 
@@ -47,6 +51,8 @@ struct BenchCommand: ParsableCommand {
     var compare: BenchCompareMode = .auto
     @Flag(help: "Re-measure the cases that regressed and keep only confirmed regressions.")
     var confirm = false
+    @Flag(help: "Gate on the suite's speedup floors (min_speedup) of this hardware's best ISA; needs no baseline.")
+    var floors = false
     @Option(help: "Replace every threshold of the suite with this fraction (0.1 = 10%).")
     var threshold: Double?
     @Option(help: "Significance level of the Mann-Whitney test.")
@@ -64,8 +70,11 @@ struct BenchCommand: ParsableCommand {
             throw ValidationError("--threshold must be a fraction in (0, 10], got \(threshold)")
         }
         if !(alpha > 0 && alpha < 1) { throw ValidationError("--alpha must be in (0, 1), got \(alpha)") }
-        if check == nil, confirm || compare != .auto {
-            throw ValidationError("--compare and --confirm need --check NAME")
+        if check == nil, compare != .auto {
+            throw ValidationError("--compare needs --check NAME")
+        }
+        if check == nil, !floors, confirm {
+            throw ValidationError("--confirm needs --check NAME or --floors")
         }
         for (flag, name) in [("--save-baseline", saveBaseline), ("--check", check)] {
             if let name, name.isEmpty { throw ValidationError("\(flag) must name a baseline") }
@@ -83,6 +92,28 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
+    /// Median seconds of every fused run of `suite` on the scalar path, by
+    /// bench case id (3 timed calls after 1 warm-up: the gain it feeds is
+    /// 3x-12x, not a 10% effect). The active ISA is restored afterwards.
+    private func scalarMedians(_ suite: RooflineSuite, threads: Int, progress: ((String) -> Void)?) throws -> [String: Double] {
+        var fusedOnly = suite
+        fusedOnly.cases = suite.cases.compactMap { item in
+            guard item.impls.contains(.fused) else { return nil }
+            var copy = item
+            copy.impls = [.fused]
+            copy.warmup = 1
+            copy.repeats = 3
+            return copy
+        }
+        let active = try ISA.active
+        try ISA.set(.scalar)
+        defer { try? ISA.set(active) }
+        printError("timing the fused kernels on the scalar path too (vector-gain floor)")
+        let measurements = try RooflineRunner(threads: threads, seed: seed).measure(fusedOnly, progress: progress)
+        return Dictionary(measurements.map { ("\($0.run.case.label) \($0.run.pass.rawValue) fused", $0.samples.median) },
+                          uniquingKeysWith: { first, _ in first })
+    }
+
     private func bench() throws -> BenchExitCode {
         if let isa { try ISA.set(isa) }
         let progress = terminalProgress()
@@ -97,10 +128,25 @@ struct BenchCommand: ParsableCommand {
         }
         let system = try SystemInfo.current()
         let machineID = BenchMachine.hardwareID(for: system)
+        let hardwareISA = BenchMachine.bestISA(of: system)
         var baseline: BenchRun?
         if let check {
-            let path = check.contains("/") || check.hasSuffix(".json") ? check : BenchRun.baselinePath(machineID: machineID, name: check)
-            baseline = try BenchRun.load(path: path)
+            if check.contains("/") || check.hasSuffix(".json") {
+                baseline = try BenchRun.load(path: check)
+            } else {
+                switch try BenchRun.resolveBaseline(name: check, machineID: machineID, hardwareISA: hardwareISA) {
+                case .thisMachine(let path):
+                    baseline = try BenchRun.load(path: path)
+                case .sameISA(let path):
+                    printError("note: no baseline '\(check)' of this hardware (\(machineID)); comparing with \(path), "
+                               + "which ran \(hardwareISA.rawValue) on other hardware (commit one of this hardware with --save-baseline \(check))")
+                    baseline = try BenchRun.load(path: path)
+                case .none(let path):
+                    guard floors else { throw KernelLabError.io(path: path, reason: "no such baseline, and none of another machine ran \(hardwareISA.rawValue)") }
+                    printError("note: no baseline '\(check)' of this hardware or of another \(hardwareISA.rawValue) machine; "
+                               + "gating on the suite's speedup floors only")
+                }
+            }
         }
         let activeISA = try ISA.active
         // The bounds come from the hardware's stored profile (it holds every
@@ -114,7 +160,7 @@ struct BenchCommand: ParsableCommand {
         let machine = BenchMachine(
             machineID: machineID, cpuModel: system.cpuModel, cpuCount: system.cpuCount, isa: activeISA, threads: threads,
             profileDate: ceilings == nil ? nil : profile?.date, peakGflops: ceilings?.peakGflops(activeISA),
-            dramGBs: ceilings?.memoryRoof(.dram)?.gbs)
+            dramGBs: ceilings?.memoryRoof(.dram)?.gbs, hardwareISA: hardwareISA)
 
         let measurements = try RooflineRunner(threads: threads, seed: seed).measure(suite, progress: progress)
         let run = try BenchRun(
@@ -124,18 +170,25 @@ struct BenchCommand: ParsableCommand {
         var comparison = baseline.map {
             BenchComparison(baseline: $0, current: run, alpha: alpha, thresholds: thresholds, mode: compare)
         }
-        if confirm, let baseline, let first = comparison, first.regressed {
+        // The vector gain: each fused run once more on the scalar path.
+        let scalarSeconds = floors && hardwareISA != .scalar ? try scalarMedians(suite, threads: threads, progress: progress) : [:]
+        var floorCheck = floors ? BenchFloorCheck(run: run, isa: hardwareISA, scalarSeconds: scalarSeconds) : nil
+        let failedIDs = Set((comparison?.regressed == true ? comparison!.regressedIDs : []) + (floorCheck?.regressedIDs ?? []))
+        if confirm, !failedIDs.isEmpty {
             // Re-measure whole cases (both twins of a speedup) that regressed.
-            let ids = Set(first.regressedIDs)
-            let labels = Set(run.cases.filter { ids.contains($0.id) }.map(\.label))
+            let labels = Set(run.cases.filter { failedIDs.contains($0.id) }.map(\.label))
             var again = suite
             again.cases = suite.cases.filter { labels.contains($0.label) }
             printError("re-measuring \(again.cases.count) case(s) that regressed: \(labels.sorted().joined(separator: ", "))")
             let rerun = try BenchRun(
                 suite: again, measurements: try RooflineRunner(threads: threads, seed: seed).measure(again, progress: progress),
                 machine: machine, ceilings: ceilings, gitCommit: run.gitCommit, date: run.date)
-            comparison?.confirm(with: BenchComparison(baseline: baseline, current: rerun, alpha: alpha,
-                                                      thresholds: thresholds, mode: compare))
+            if let baseline {
+                comparison?.confirm(with: BenchComparison(baseline: baseline, current: rerun, alpha: alpha,
+                                                          thresholds: thresholds, mode: compare))
+            }
+            let scalarAgain = floors && hardwareISA != .scalar ? try scalarMedians(again, threads: threads, progress: progress) : [:]
+            floorCheck?.confirm(with: BenchFloorCheck(run: rerun, isa: hardwareISA, scalarSeconds: scalarAgain))
         }
 
         if let saveBaseline {
@@ -148,10 +201,11 @@ struct BenchCommand: ParsableCommand {
             struct Output: Encodable {
                 var run: BenchRun
                 var comparison: BenchComparison?
+                var floors: BenchFloorCheck?
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-            print(String(decoding: try encoder.encode(Output(run: run, comparison: comparison)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(Output(run: run, comparison: comparison, floors: floorCheck)), as: UTF8.self))
         } else {
             if format != .csv {
                 print("suite \(run.suite) on \(machine.machineID), isa \(activeISA.rawValue), \(threads) thread(s), commit \(run.gitCommit.prefix(12))")
@@ -162,7 +216,11 @@ struct BenchCommand: ParsableCommand {
                 print()
                 print(comparison.table(format))
             }
+            if let floorCheck {
+                print()
+                print(floorCheck.table(format))
+            }
         }
-        return comparison?.exitCode ?? .ok
+        return comparison?.regressed == true || floorCheck?.regressed == true ? .regression : .ok
     }
 }

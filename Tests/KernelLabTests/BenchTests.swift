@@ -239,7 +239,100 @@ final class BenchTests: TemporaryDirectoryTestCase {
             let comparison = BenchComparison(baseline: baseline, current: baseline, mode: .speedup)
             XCTAssertEqual(comparison.rows.count, expected.count / 2)
             XCTAssertEqual(comparison.exitCode, .ok)
+            // The suite's floors sit under what the reference machine measured
+            // (the baseline's cases carry floors or are checked with the suite's).
+            var floored = baseline
+            for index in floored.cases.indices {
+                let label = floored.cases[index].label
+                floored.cases[index].minSpeedup = suite.cases.first { $0.label == label }.map(\.minSpeedup)
+            }
+            let floors = BenchFloorCheck(run: floored, isa: baseline.machine.hardwareOrRunISA)
+            XCTAssertEqual(floors.rows.count, expected.count / 2, file)
+            XCTAssertFalse(floors.regressed, "\(file): \(floors.summary)")
         }
+    }
+
+    // MARK: - floors
+
+    func testSuiteFloorsParsePerISAAndPass() throws {
+        let suite = try RooflineSuite(json: Data(#"""
+            {"cases": [{"kernel": "scan", "impl": "both", "pass": "both", "batch": 1, "channels": 16, "seq": 8, "state": 2,
+                        "min_speedup": {"avx2": {"forward": 2, "backward": 8}, "avx512": 5}}]}
+            """#.utf8), name: "floors")
+        XCTAssertEqual(suite.cases[0].minSpeedup, ["avx2/forward": 2, "avx2/backward": 8, "avx512": 5])
+        for (json, argument) in [
+            (#"{"sse9": 2}"#, "cases[0].min_speedup.sse9"),
+            (#"{"avx2": 0}"#, "cases[0].min_speedup.avx2"),
+            (#"{"avx2": {"sideways": 2}}"#, "cases[0].min_speedup.avx2.sideways"),
+            (#"{"avx2": "fast"}"#, "cases[0].min_speedup.avx2"),
+        ] {
+            let text = #"{"cases": [{"kernel": "scan", "impl": "both", "batch": 1, "channels": 16, "seq": 8, "state": 2, "min_speedup": "#
+                + json + "}]}"
+            guard case .invalidArgument(let named, _)? = kernelLabError(try RooflineSuite(json: Data(text.utf8), name: "bad")) else {
+                XCTFail("\(json) accepted"); continue
+            }
+            XCTAssertEqual(named, argument)
+        }
+        // A floor needs the twin it is a ratio over.
+        let single = #"{"cases": [{"kernel": "scan", "impl": "fused", "batch": 1, "channels": 16, "seq": 8, "state": 2, "min_speedup": {"avx2": 2}}]}"#
+        guard case .invalidArgument("cases[0].min_speedup", _)? = kernelLabError(try RooflineSuite(json: Data(single.utf8), name: "bad")) else {
+            return XCTFail("a floor without a twin accepted")
+        }
+    }
+
+    /// Speedup floors by the hardware's ISA (per pass first), and the vector
+    /// gain of each fused run over its scalar path.
+    func testFloorsGateOnTheHardwareISA() {
+        var fwd = Self.result("k forward fused", Self.samples(1.0), unfused: Self.samples(3.0))
+        fwd.minSpeedup = ["avx2/forward": 2.5, "avx2": 4, "avx512": 5]
+        var bwd = Self.result("k backward fused", Self.samples(1.0), unfused: Self.samples(3.0))
+        bwd.pass = .backward
+        bwd.minSpeedup = fwd.minSpeedup
+        let run = Self.run([fwd, bwd])
+        // avx2 hardware: forward 3x over its 2.5x floor, backward 3x under the 4x one.
+        let avx2 = BenchFloorCheck(run: run, isa: .avx2)
+        XCTAssertEqual(avx2.rows.map(\.floor), [2.5, 4])
+        XCTAssertEqual(avx2.rows.map(\.verdict), [.ok, .regression])
+        XCTAssertEqual(avx2.regressedIDs, ["k backward fused"])
+        XCTAssertTrue(avx2.summary.contains("UNDER THE FLOOR: k backward fused (speedup)"), avx2.summary)
+        // No floor for scalar hardware: nothing applies, nothing fails.
+        XCTAssertTrue(BenchFloorCheck(run: run, isa: .scalar).rows.isEmpty)
+        // Vector gain: 4x over the scalar path passes, 1.1x (a kernel on the scalar path) fails.
+        let gains = BenchFloorCheck(run: run, isa: .scalar, scalarSeconds: ["k forward fused": 4.0, "k backward fused": 1.1])
+        XCTAssertEqual(gains.rows.map(\.kind), [.vectorGain, .vectorGain])
+        XCTAssertEqual(gains.rows.map(\.verdict), [.ok, .regression])
+        XCTAssertEqual(gains.rows[1].value, 1.1, accuracy: 1e-12)
+        // --confirm: a failure the re-measurement does not repeat is ok (re-measured).
+        var confirmed = avx2
+        var better = run
+        better.cases[1].unfusedSamples = Self.samples(5.0)
+        confirmed.confirm(with: BenchFloorCheck(run: better, isa: .avx2))
+        XCTAssertFalse(confirmed.regressed)
+        XCTAssertEqual(confirmed.rows[1].verdictText, "ok (re-measured)")
+        XCTAssertTrue(confirmed.table(.markdown).contains("| k backward fused | fused/unfused |"), confirmed.table(.markdown))
+    }
+
+    /// Another machine's baseline gates when it ran this hardware's best ISA,
+    /// even if this run was forced narrower; --check falls back to one.
+    func testSameISABaselineOfOtherHardwareGatesAForcedNarrowerRun() throws {
+        let other = BenchMachine(machineID: "other-avx2", cpuModel: "Other", cpuCount: 2, isa: .avx2, threads: 2, hardwareISA: .avx2)
+        let baseline = Self.run([Self.result("s forward fused", Self.samples(1.0), unfused: Self.samples(8.0))], machine: other)
+        let here = BenchMachine(machineID: "here-avx2", cpuModel: "Here", cpuCount: 2, isa: .scalar, threads: 2, hardwareISA: .avx2)
+        let slow = Self.run([Self.result("s forward fused", Self.samples(4.0), unfused: Self.samples(8.0))], machine: here)
+        let comparison = BenchComparison(baseline: baseline, current: slow, mode: .speedup)
+        XCTAssertTrue(comparison.gated)
+        XCTAssertEqual(comparison.exitCode, .regression)
+
+        // Resolution: this hardware's own, else one of another machine that ran its ISA, else none.
+        let root = path("baselines")
+        try baseline.save(path: root + "/other-avx2/ci.json")
+        XCTAssertEqual(try BenchRun.resolveBaseline(name: "ci", machineID: "here-avx2", hardwareISA: .avx2, directory: root),
+                       .sameISA(root + "/other-avx2/ci.json"))
+        XCTAssertEqual(try BenchRun.resolveBaseline(name: "ci", machineID: "here-avx512", hardwareISA: .avx512, directory: root),
+                       .none(root + "/here-avx512/ci.json"))
+        try slow.save(path: root + "/here-avx2/ci.json")
+        XCTAssertEqual(try BenchRun.resolveBaseline(name: "ci", machineID: "here-avx2", hardwareISA: .avx2, directory: root),
+                       .thisMachine(root + "/here-avx2/ci.json"))
     }
 
     func testExitCodes() {

@@ -165,8 +165,10 @@ public struct BenchComparisonRow: Codable, Sendable, Equatable {
 /// baseline from another machine compares only what does not depend on the
 /// machine: roofline efficiency and fused/unfused speedup (`mode` can ask for
 /// those, or the speedup alone, on any machine). A baseline from another
-/// machine that ran another ISA is reported but never gates: the ratios
-/// depend on the code path.
+/// machine gates when it ran this run's ISA or this hardware's best ISA (so
+/// a run forced to a narrower path is checked against what the hardware
+/// should reach); one that ran another ISA is reported but never gates: the
+/// ratios depend on the code path.
 public struct BenchComparison: Codable, Sendable, Equatable {
     /// The significance level of the rank test.
     public var alpha: Double
@@ -207,8 +209,10 @@ public struct BenchComparison: Codable, Sendable, Equatable {
         currentISA = current.machine.isa
         baselineThreads = baseline.machine.threads
         currentThreads = current.machine.threads
-        // On the same hardware a slower ISA is exactly what must be caught.
-        gated = sameMachine || baselineISA == currentISA
+        // On the same hardware a slower ISA is exactly what must be caught;
+        // on other hardware, so is a run below what this hardware's best ISA
+        // reached there.
+        gated = sameMachine || baselineISA == currentISA || baselineISA == current.machine.hardwareOrRunISA
         let metrics = mode.metrics(sameMachine: sameMachine)
         self.metrics = metrics
         let baselineByID = Dictionary(baseline.cases.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })

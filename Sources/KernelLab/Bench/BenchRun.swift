@@ -36,6 +36,10 @@ public struct BenchMachine: Codable, Sendable, Equatable {
     public var cpuCount: Int
     /// The ISA the kernels ran with.
     public var isa: ISA
+    /// The best ISA of the hardware (the one `machineID` names), which may
+    /// be wider than `isa` when a run forced a narrower path; nil in
+    /// baselines written before it was recorded (then taken to be `isa`).
+    public var hardwareISA: ISA?
     /// Threads of every kernel.
     public var threads: Int
     /// Date of the machine profile that gave the roofline bounds, if any.
@@ -47,7 +51,8 @@ public struct BenchMachine: Codable, Sendable, Equatable {
 
     /// Creates a machine summary.
     public init(machineID: String, cpuModel: String, cpuCount: Int, isa: ISA, threads: Int,
-                profileDate: String? = nil, peakGflops: Double? = nil, dramGBs: Double? = nil) {
+                profileDate: String? = nil, peakGflops: Double? = nil, dramGBs: Double? = nil, hardwareISA: ISA? = nil) {
+        self.hardwareISA = hardwareISA
         self.machineID = machineID
         self.cpuModel = cpuModel
         self.cpuCount = cpuCount
@@ -62,16 +67,24 @@ public struct BenchMachine: Codable, Sendable, Equatable {
     /// the active one: the hardware, not the code path.
     public static func hardwareID(for system: SystemInfo) -> String {
         var hardware = system
-        hardware.activeISA = system.supportedISAs.max { ISA.allCases.firstIndex(of: $0)! < ISA.allCases.firstIndex(of: $1)! }
-            ?? system.activeISA
+        hardware.activeISA = bestISA(of: system)
         return MachineProfile.machineID(for: hardware)
     }
+
+    /// The widest ISA `system` supports (its active one if it lists none).
+    public static func bestISA(of system: SystemInfo) -> ISA {
+        system.supportedISAs.max { ISA.allCases.firstIndex(of: $0)! < ISA.allCases.firstIndex(of: $1)! } ?? system.activeISA
+    }
+
+    /// `hardwareISA`, or `isa` for a baseline that did not record it.
+    public var hardwareOrRunISA: ISA { hardwareISA ?? isa }
 
     enum CodingKeys: String, CodingKey {
         case machineID = "machine_id"
         case cpuModel = "cpu_model"
         case cpuCount = "cpu_count"
         case isa, threads
+        case hardwareISA = "hardware_isa"
         case profileDate = "profile_date"
         case peakGflops = "peak_gflops"
         case dramGBs = "dram_gbs"
@@ -102,11 +115,15 @@ public struct BenchCaseResult: Codable, Sendable, Equatable {
     public var unfusedSamples: [Double]?
     /// Regression thresholds from the suite.
     public var thresholds: BenchThresholds
+    /// The case's speedup floors by ISA name (`min_speedup`), for a fused
+    /// run with a twin; nil when the case states none.
+    public var minSpeedup: [String: Double]?
 
     /// Creates a result.
     public init(id: String, label: String, pass: KernelPass, impl: KernelImpl, samples: [Double], flops: Double,
                 dramBytes: Double, boundGflops: Double? = nil, unfusedSamples: [Double]? = nil,
-                thresholds: BenchThresholds = BenchThresholds()) {
+                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double]? = nil) {
+        self.minSpeedup = minSpeedup
         self.id = id
         self.label = label
         self.pass = pass
@@ -152,6 +169,7 @@ public struct BenchCaseResult: Codable, Sendable, Equatable {
         case dramBytes = "dram_bytes"
         case boundGflops = "bound_gflops"
         case unfusedSamples = "unfused_samples"
+        case minSpeedup = "min_speedup"
     }
 }
 
@@ -216,7 +234,8 @@ public struct BenchRun: Codable, Sendable, Equatable {
                 id: "\(run.case.label) \(run.pass.rawValue) \(run.impl.rawValue)", label: run.case.label,
                 pass: run.pass, impl: run.impl, samples: measurement.samples.seconds,
                 flops: measurement.cost.flops, dramBytes: measurement.cost.dramBytes,
-                boundGflops: bound, unfusedSamples: unfused, thresholds: run.case.thresholds))
+                boundGflops: bound, unfusedSamples: unfused, thresholds: run.case.thresholds,
+                minSpeedup: unfused != nil && !run.case.minSpeedup.isEmpty ? run.case.minSpeedup : nil))
         }
         self.init(suite: suite.name, machine: machine, gitCommit: gitCommit, date: date, cases: results)
     }
@@ -224,6 +243,33 @@ public struct BenchRun: Codable, Sendable, Equatable {
     /// `Profiles/baselines/<machine-id>/NAME.json`, relative to the working directory.
     public static func baselinePath(machineID: String, name: String) -> String {
         "Profiles/baselines/\(machineID)/\(name).json"
+    }
+
+    /// Where `--check NAME` found its baseline.
+    public enum BaselineChoice: Equatable, Sendable {
+        /// This hardware's own.
+        case thisMachine(String)
+        /// None of this hardware; this one ran `hardwareISA` on other hardware.
+        case sameISA(String)
+        /// Neither: the path this hardware's would have.
+        case none(String)
+    }
+
+    /// This hardware's baseline NAME if there is one, else the first (by
+    /// machine id) of `directory`/*/NAME.json whose run used `hardwareISA`:
+    /// its speedups, measured on the same code path, gate here too.
+    /// Unreadable candidates are skipped.
+    public static func resolveBaseline(name: String, machineID: String, hardwareISA: ISA,
+                                       directory: String = "Profiles/baselines") throws -> BaselineChoice {
+        let own = "\(directory)/\(machineID)/\(name).json"
+        if FileManager.default.fileExists(atPath: own) { return .thisMachine(own) }
+        let machines = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for other in machines.sorted() where other != machineID {
+            let path = "\(directory)/\(other)/\(name).json"
+            guard FileManager.default.fileExists(atPath: path), let candidate = try? BenchRun.load(path: path) else { continue }
+            if candidate.machine.isa == hardwareISA { return .sameISA(path) }
+        }
+        return .none(own)
     }
 
     /// The run as one JSON object with sorted keys.

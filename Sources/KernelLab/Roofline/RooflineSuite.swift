@@ -25,8 +25,11 @@ import Foundation
 /// retired and rejected: the bound is hierarchical, see `RooflineBound`.)
 /// Optional in the suite and per case: `thresholds`, the
 /// regression thresholds of `kernel-lab bench --check` (see
-/// `BenchThresholds`; a case's override the suite's, key by key). Unknown
-/// keys are errors, so a typo cannot silently fall back to a default.
+/// `BenchThresholds`; a case's override the suite's, key by key). Optional
+/// per case: `min_speedup`, the fused/unfused speedup floor of each ISA, e.g.
+/// `{"avx2": 1.5, "avx512": {"forward": 1.5, "backward": 2}}`, that
+/// `kernel-lab bench --floors` gates on (see `BenchFloorCheck`). Unknown keys are errors, so a typo cannot
+/// silently fall back to a default.
 public struct RooflineSuite: Sendable, Equatable {
     /// The suite's name (the file name without `.json`).
     public var name: String
@@ -188,12 +191,16 @@ public struct RooflineCase: Sendable, Equatable {
     /// Regression thresholds of `kernel-lab bench --check` (the suite's,
     /// overridden by the case's own).
     public var thresholds: BenchThresholds
+    /// Fused/unfused speedup floors by ISA name (`min_speedup`), for
+    /// `kernel-lab bench --floors`; empty when the case states none.
+    public var minSpeedup: [String: Double]
 
     /// Creates a case; `label` defaults to a description of the shape.
     public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
                 label: String? = nil, warmup: Int? = nil, repeats: Int? = nil,
-                thresholds: BenchThresholds = BenchThresholds()) {
+                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double] = [:]) {
         self.thresholds = thresholds
+        self.minSpeedup = minSpeedup
         self.shape = shape
         self.impls = impls
         self.passes = passes
@@ -257,6 +264,10 @@ public struct RooflineCase: Sendable, Equatable {
             throw reader.error("level", "is retired: every case is bounded by each memory level with its own modelled traffic (L3 and DRAM bytes); remove it")
         }
         let thresholds = try reader.thresholds("thresholds", base: suiteThresholds)
+        let minSpeedup = try reader.isaFloors("min_speedup")
+        if !minSpeedup.isEmpty, impls.count < 2 {
+            throw reader.error("min_speedup", "needs \"impl\": \"both\" (a speedup is the fused run over its unfused twin)")
+        }
 
         let shape: Shape
         switch kernel {
@@ -278,7 +289,7 @@ public struct RooflineCase: Sendable, Equatable {
         }
         try reader.rejectUnknown()
         self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats,
-                  thresholds: thresholds)
+                  thresholds: thresholds, minSpeedup: minSpeedup)
     }
 }
 
@@ -390,6 +401,44 @@ private struct FieldReader {
             try inner.rejectUnknown()
             return result
         case let other?: throw error(key, "must be an object like {\"time\": 0.1}, got \(other.kind)")
+        }
+    }
+
+    /// An object of positive numbers keyed by ISA name, e.g.
+    /// `{"avx2": 1.5}`; empty when absent.
+    mutating func isaFloors(_ key: String) throws -> [String: Double] {
+        switch take(key) {
+        case nil, .null?: return [:]
+        case .object(let object)?:
+            var floors: [String: Double] = [:]
+            func floor(_ value: SuiteJSON, _ field: String) throws -> Double {
+                guard case .number(let floor) = value, floor > 0, floor.isFinite else {
+                    throw KernelLabError.invalidArgument(argument: field, reason: "must be a positive number (a speedup) (in '\(source)')")
+                }
+                return floor
+            }
+            for (name, value) in object {
+                let field = "\(path.isEmpty ? key : "\(path).\(key)").\(name)"
+                guard ISA(rawValue: name) != nil else {
+                    throw KernelLabError.invalidArgument(
+                        argument: field,
+                        reason: "unknown ISA; expected one of \(ISA.allCases.map(\.rawValue).joined(separator: ", ")) (in '\(source)')")
+                }
+                // One floor for both passes, or {"forward": x, "backward": y}: kept as "isa/pass".
+                if case .object(let byPass) = value {
+                    for (pass, passValue) in byPass {
+                        guard KernelPass(rawValue: pass) != nil else {
+                            throw KernelLabError.invalidArgument(argument: "\(field).\(pass)",
+                                                                 reason: "unknown pass; expected forward or backward (in '\(source)')")
+                        }
+                        floors["\(name)/\(pass)"] = try floor(passValue, "\(field).\(pass)")
+                    }
+                } else {
+                    floors[name] = try floor(value, field)
+                }
+            }
+            return floors
+        case let other?: throw error(key, "must be an object like {\"avx2\": 1.5} or {\"avx2\": {\"forward\": 1.5}}, got \(other.kind)")
         }
     }
 
