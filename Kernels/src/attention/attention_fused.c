@@ -114,15 +114,18 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                     }
                 }
                 if (!any) continue;  // fully masked strip x tile: skipped
-                // s: (mr, nc) = Q_strip (mr, d) K_tile^T (d, nc), one call per panel
-                for (int c0 = 0; c0 < nc; c0 += pw)
+                // s: (mr, kmin:kmax) = Q_strip (mr, d) K_tile^T (d, kmin:kmax), one call per
+                // panel: panels no row of the strip sees (the masked part of a diagonal
+                // tile) are not computed, and the softmax below never reads them.
+                for (int c0 = kmin / pw * pw; c0 < kmax; c0 += pw)
                     ops->gemm(mr, kl_min(pw, nc - c0), d, Q + (long)r0 * d, d, 1, w.kt + (long)c0 * d, pw,
                               w.s + c0, bcp, NULL, 0);
                 for (int r = 0; r < mr; r++) {
                     float *s = w.s + (long)r * bcp;
                     float *m = &w.m[r0 + r], *l = &w.l[r0 + r];
+                    // Only P[kmin:kmax) is read (by the P V product below).
                     if (hi[r] <= lo[r]) {
-                        memset(s, 0, (size_t)nc * sizeof(float));
+                        memset(s + kmin, 0, (size_t)(kmax - kmin) * sizeof(float));
                         w.alpha[r] = 1.0f;
                         continue;
                     }
@@ -139,8 +142,8 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                         mnew = mx > *m ? mx : *m;
                         sum = ops->exp2_sum(s + lo[r], n, 1.0f, mnew);
                     }
-                    if (lo[r] > 0) memset(s, 0, (size_t)lo[r] * sizeof(float));
-                    if (hi[r] < nc) memset(s + hi[r], 0, (size_t)(nc - hi[r]) * sizeof(float));
+                    if (lo[r] > kmin) memset(s + kmin, 0, (size_t)(lo[r] - kmin) * sizeof(float));
+                    if (hi[r] < kmax) memset(s + hi[r], 0, (size_t)(kmax - hi[r]) * sizeof(float));
                     float alpha = exp2f(*m - mnew);  // 0 when *m = -inf
                     *l = alpha * *l + sum;
                     *m = mnew;
