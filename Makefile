@@ -6,6 +6,8 @@
 #   make bench-baseline  save the smoke suite as this machine's "smoke" baseline
 #   make bench-check     check the smoke suite against it (exit 1 on a regression)
 #   make bench-ci        CI's check: smoke suite, fused/unfused speedups against the committed reference
+#   make compare         optional: the lab beside PyTorch on the same shapes (reports/compare.md, COMPARE_THREADS=1)
+#   make compare-venv    make the torch virtual environment it uses (.venv-compare/, once)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -120,18 +122,67 @@ bench-baseline: release
 bench-check: release
 	@$(BIN_RELEASE) bench --suite smoke --threads $(THREADS) --check $(BENCH_BASELINE) --confirm
 
-# CI's check (README: "In CI"): only the fused/unfused speedups, which the
-# machine's speed and drift cancel, 50% threshold AND the rank test, and a
-# regression must repeat on re-measurement. The reference baseline is committed;
-# bench-ci-baseline refreshes it (run it on the reference machine, quiet).
-CI_BASELINE ?= Profiles/baselines/amd-epyc-avx512-2cpu-l1-32k-l2-1m-l3-32m/ci.json
+# CI's check (README: "In CI"): the fused/unfused speedups of the smoke suite
+# against this hardware's committed baseline (Profiles/baselines/<id>/ci.json;
+# without one, another machine's that ran the same best ISA), 50% threshold AND
+# the rank test; then the floors that need no baseline (the suite's
+# min_speedup, and each fused kernel against its own scalar path). A
+# regression must repeat on re-measurement. bench-ci-baseline writes this
+# hardware's baseline (run it on a quiet machine, then commit it).
 CI_THREADS  ?= $(shell n=$$(nproc); [ $$n -ge 2 ] && echo 2 || echo 1)
 
 bench-ci: release
-	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --check $(CI_BASELINE) --compare speedup --confirm --format markdown
+	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --check ci --floors --compare speedup --confirm --format markdown
 
 bench-ci-baseline: release
-	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --repeats 12 --save-baseline $(CI_BASELINE)
+	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --repeats 12 --save-baseline ci
 
 clean:
 	rm -rf .build $(REPORTS)
+
+# Side by side with PyTorch (README: "Side by side with PyTorch"): the lab's
+# kernels and torch's on the same shapes, interleaved in one run; writes
+# $(REPORTS)/compare.md, $(REPORTS)/compare.json and the roofline with the
+# torch peers in $(REPORTS)/compare/. Optional: test and report never need
+# torch. The virtual environment is made on first use and reused (stamp file).
+# PyPI's default Linux torch pulls several GB of CUDA wheels; the CPU build
+# (a "+cpu" local version) is ~190 MB. pip finds it through its configured
+# find-links (pip.conf); elsewhere set COMPARE_TORCH (e.g. COMPARE_TORCH=torch).
+COMPARE_PYTHON  ?= python3
+COMPARE_VENV    ?= .venv-compare
+COMPARE_TORCH   ?= torch==2.13.0+cpu
+COMPARE_THREADS ?= 1
+COMPARE_ARGS    ?=
+COMPARE_PIP     := $(COMPARE_TORCH) numpy
+
+.PHONY: compare compare-venv
+
+compare-venv:
+	@stamp=$(COMPARE_VENV)/.kernellab-installed; \
+	if [ "$$(cat $$stamp 2>/dev/null)" != "$(COMPARE_PIP)" ]; then \
+	  echo "making $(COMPARE_VENV): $(COMPARE_PIP) (once; reused by later runs)"; \
+	  rm -rf $(COMPARE_VENV) && $(COMPARE_PYTHON) -m venv $(COMPARE_VENV) || exit 1; \
+	  $(COMPARE_VENV)/bin/pip install --quiet --disable-pip-version-check --only-binary :all: $(COMPARE_PIP) || { \
+	    echo "compare-venv: pip could not install '$(COMPARE_PIP)'. The +cpu torch wheel is not on PyPI itself;"; \
+	    echo "  set COMPARE_TORCH to a torch your pip can reach (COMPARE_TORCH=torch: PyPI's, with its CUDA wheels)."; \
+	    exit 1; }; \
+	  $(COMPARE_VENV)/bin/python -c "import torch; x = torch.ones(64, 64); assert float((x @ x)[0, 0]) == 64.0; \
+	    print('torch', torch.__version__, 'cpu capability', torch.backends.cpu.get_cpu_capability())" || exit 1; \
+	  echo "$(COMPARE_PIP)" > $$stamp; \
+	fi
+
+# COMPARE_ISA=avx2 runs both sides as on an AVX2-only CPU: the lab's
+# KERNELLAB_ISA, torch's ATEN_CPU_CAPABILITY and its MKL's MKL_ENABLE_INSTRUCTIONS.
+COMPARE_ISA     ?=
+COMPARE_ENV     := $(if $(COMPARE_ISA),KERNELLAB_ISA=$(COMPARE_ISA) ATEN_CPU_CAPABILITY=$(COMPARE_ISA) \
+                     MKL_ENABLE_INSTRUCTIONS=$(shell echo $(COMPARE_ISA) | tr a-z A-Z))
+
+compare: release compare-venv
+	@mkdir -p $(REPORTS)/compare
+	@$(COMPARE_ENV) $(COMPARE_VENV)/bin/python Sources/compare/compare.py --lab $(BIN_RELEASE) --threads $(COMPARE_THREADS) \
+	  --out $(REPORTS) $(COMPARE_ARGS)
+	@$(COMPARE_ENV) $(BIN_RELEASE) roofline --suite $(REPORTS)/compare/suite.json --peers $(REPORTS)/compare.json \
+	  --threads $(COMPARE_THREADS) --out $(REPORTS)/compare
+	@echo
+	@echo "comparison: $(REPORTS)/compare.md (points: $(REPORTS)/compare.json)"
+	@echo "roofline with the torch peers: $(REPORTS)/compare/roofline.html (also .md .svg .json .csv)"

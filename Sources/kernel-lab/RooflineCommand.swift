@@ -17,7 +17,9 @@ struct RooflineCommand: ParsableCommand {
             (Profiles/machines/<machine-id>.json, measured first when absent or lacking \
             the thread count, as `kernel-lab ceilings` does) or from --ceilings FILE. \
             Accelerator projections (Profiles/devices/*.json) are models, not \
-            measurements. Writes roofline.{json,csv,md,svg,html} to --out and prints a \
+            measurements. --peers FILE adds measurements from outside the lab (make \
+            compare's reports/compare.json: PyTorch on the same shapes) as points of \
+            their own; their bytes are the lab's cost models, an estimate. Writes roofline.{json,csv,md,svg,html} to --out and prints a \
             five-line summary (--json: the report's JSON instead).
             """)
 
@@ -41,6 +43,8 @@ struct RooflineCommand: ParsableCommand {
     var seed: UInt64 = 0
     @Option(name: .customLong("from"), help: "Rewrite the documents and print the summary of an existing roofline.json, measuring nothing.")
     var from: String?
+    @Option(help: "Peers file (make compare's reports/compare.json): measurements from outside the lab, drawn as points of their own.")
+    var peers: String?
 
     func validate() throws {
         try validateThreads(threads)
@@ -48,13 +52,19 @@ struct RooflineCommand: ParsableCommand {
     }
 
     func run() throws {
+        // Read before anything is timed, so a bad file fails at once.
+        let peerFile = try peers.map { try RooflinePeersFile(contentsOf: $0) }
         if let from {
-            try output(try RooflineReport(contentsOf: from))
+            try output(try withPeers(try RooflineReport(contentsOf: from), peerFile))
             return
         }
         if let isa { try ISA.set(isa) }
         let progress = terminalProgress()
         let threads = threadsOrAllCPUs(self.threads)
+        if let peerFile, peerFile.threads != threads {
+            throw KernelLabError.invalidArgument(
+                argument: "peers", reason: "the peers ran on \(peerFile.threads) thread(s), this report runs \(threads); pass --threads \(peerFile.threads)")
+        }
         // Everything that can fail cheaply is checked before any timing.
         let suite = try RooflineSuite.load(self.suite)
         let accelerators = try AcceleratorProfile.loadAll(directory: devices)
@@ -66,7 +76,11 @@ struct RooflineCommand: ParsableCommand {
         let report = try RooflineReport(
             suite: suite, measurements: measurements, ceilings: provider,
             threads: threads, isa: activeISA, devices: accelerators)
-        try output(report)
+        try output(try withPeers(report, peerFile))
+    }
+
+    private func withPeers(_ report: RooflineReport, _ file: RooflinePeersFile?) throws -> RooflineReport {
+        try file.map { try report.addingPeers($0) } ?? report
     }
 
     /// Writes the documents, then prints the JSON, or the files written and

@@ -575,8 +575,9 @@ final class RooflineTests: TemporaryDirectoryTestCase {
 
 // MARK: - Helpers
 
-/// The elements of an SVG file, flat, with their attributes, text and parent.
-private struct SVGElements {
+/// The elements of an SVG file, flat, with their attributes, text and parent
+/// (internal: the peers' chart tests read it too).
+struct SVGElements {
     struct Element {
         var name: String
         var attributes: [String: String]

@@ -14,10 +14,13 @@ import Foundation
 /// naming its shape, placed where it overlaps least; when the labels cannot
 /// be placed apart, short case codes (A1, S2, ...) replace them and a key
 /// is added below the legend. An arrow leads from each unfused point to its
-/// fused twin.
+/// fused twin. Peers (measurements from outside the lab, e.g. PyTorch's)
+/// are points of their own: diamonds (attention) and triangles (scan) in
+/// red (forward) and magenta (backward), filled when their bytes are the
+/// fused model's, with a legend block of their own below the others.
 ///
-/// Elements carry classes and `data-` attributes (`point`, `arrow`,
-/// `roof-compute`, `roof-memory`, `roof-exp`, `data-intensity`, ...) so that
+/// Elements carry classes and `data-` attributes (`point`, `peer-point`,
+/// `arrow`, `roof-compute`, `roof-memory`, `roof-exp`, `data-intensity`, ...) so that
 /// tools and tests can read the chart back.
 public struct RooflineChart: Sendable {
     /// Width of the whole picture, in px.
@@ -56,8 +59,11 @@ public struct RooflineChart: Sendable {
         let markers = report.points.map { point in
             (point: point, x: scale.x(point.intensity), y: scale.y(point.gflops))
         }
+        let peers = report.peers ?? []
+        let peerMarkers = peers.map { peer in (peer: peer, x: scale.x(peer.intensity), y: scale.y(peer.gflops)) }
         // Markers keep a margin that other points' labels stay out of.
         var placed: [Box] = markers.map { Box(centerX: $0.x, centerY: $0.y, width: 22, height: 22, owner: $0.point.id) }
+        placed += peerMarkers.map { Box(centerX: $0.x, centerY: $0.y, width: 22, height: 22, owner: $0.peer.id) }
         var arrows: [(pair: RooflinePair, from: (Double, Double), to: (Double, Double))] = []
         for pair in report.pairs {
             guard let from = markers.first(where: { $0.point.id == pair.unfused }),
@@ -81,6 +87,13 @@ public struct RooflineChart: Sendable {
             pointMarker(&svg, marker.point, x: marker.x, y: marker.y)
         }
         svg.close("g")
+        if !peerMarkers.isEmpty {
+            svg.open("g", [("class", "peers")])
+            for marker in peerMarkers {
+                peerMarker(&svg, marker.peer, x: marker.x, y: marker.y)
+            }
+            svg.close("g")
+        }
 
         svg.open("g", [("class", "roof-labels")])
         for label in roofLabels {
@@ -91,13 +104,29 @@ public struct RooflineChart: Sendable {
         // Labels name the shape (marker and colour give kernel and pass). When
         // they cannot be placed without overlapping, short case codes (A1,
         // S2, ...) replace them and a key below the legend spells them out.
+        // Peers are labelled after the lab's points, so those keep the best spots.
         let codes = Self.caseCodes(report.points)
-        var labelled = placed
-        var labels = markers.map { pointLabel($0.point, text: Self.shortLabel($0.point.label), x: $0.x, y: $0.y, placed: &labelled) }
+        let peerCodes = Self.peerCodes(peers, points: report.points, caseCodes: codes)
+        func labelAll(codes useCodes: Bool) -> [(svg: String, overlap: Double)] {
+            var labelled = placed
+            let pointLabels = markers.map { marker in
+                pointLabel(id: marker.point.id, color: Self.textColor(marker.point.kernel, marker.point.pass),
+                           text: useCodes ? codes[marker.point.caseIndex] ?? "?" : Self.shortLabel(marker.point.label),
+                           x: marker.x, y: marker.y, bold: useCodes,
+                           attributes: [("class", "point-label"), ("data-point", marker.point.id)], placed: &labelled)
+            }
+            let peerLabels = peerMarkers.map { marker in
+                pointLabel(id: marker.peer.id, color: Self.peerTextColor(marker.peer.pass),
+                           text: useCodes ? peerCodes[marker.peer.id] ?? "?" : Self.shortLabel(marker.peer.label),
+                           x: marker.x, y: marker.y, bold: useCodes,
+                           attributes: [("class", "peer-label"), ("data-peer", marker.peer.id)], placed: &labelled)
+            }
+            return pointLabels + peerLabels
+        }
+        var labels = labelAll(codes: false)
         let useCodes = labels.reduce(0) { $0 + $1.overlap } > 40
         if useCodes {
-            labelled = placed
-            labels = markers.map { pointLabel($0.point, text: codes[$0.point.caseIndex] ?? "?", x: $0.x, y: $0.y, bold: true, placed: &labelled) }
+            labels = labelAll(codes: true)
         }
         svg.open("g", [("class", "point-labels")])
         for label in labels {
@@ -107,8 +136,11 @@ public struct RooflineChart: Sendable {
 
         legend(&svg)
         var height = self.height
+        if !peers.isEmpty {
+            height += peerLegend(&svg, peers: peers, top: height - 6)
+        }
         if useCodes {
-            height += caseKey(&svg, codes: codes, top: self.height - 6)
+            height += caseKey(&svg, codes: codes, peerCodes: peerCodes, top: height - 6)
         }
 
         var document = SVGWriter()
@@ -143,12 +175,36 @@ public struct RooflineChart: Sendable {
         return codes
     }
 
+    /// A code per peer id: its lab case's code when a lab point has its label
+    /// (the same shape), else "P1", "P2", ... by distinct label.
+    static func peerCodes(_ peers: [RooflinePeer], points: [RooflinePoint], caseCodes: [Int: String]) -> [String: String] {
+        var codes: [String: String] = [:]
+        var own: [String: String] = [:]
+        for peer in peers {
+            if let point = points.first(where: { $0.label == peer.label }), let code = caseCodes[point.caseIndex] {
+                codes[peer.id] = code
+            } else {
+                let code = own[peer.label] ?? "P\(own.count + 1)"
+                own[peer.label] = code
+                codes[peer.id] = code
+            }
+        }
+        return codes
+    }
+
     /// Writes the key of the case codes from `top` down; returns its height.
-    private func caseKey(_ svg: inout SVGWriter, codes: [Int: String], top: Double) -> Double {
+    private func caseKey(_ svg: inout SVGWriter, codes: [Int: String], peerCodes: [String: String] = [:], top: Double) -> Double {
         var entries: [String] = []
         for index in codes.keys.sorted() {
             guard let point = report.points.first(where: { $0.caseIndex == index }) else { continue }
             entries.append("\(codes[index]!) = \(point.label)")
+        }
+        // Peers of shapes without a lab point have codes of their own.
+        var seen = Set(codes.values)
+        for peer in report.peers ?? [] {
+            guard let code = peerCodes[peer.id], !seen.contains(code) else { continue }
+            seen.insert(code)
+            entries.append("\(code) = \(peer.label)")
         }
         let x = plotLeft - 40
         var y = top + 12
@@ -480,11 +536,70 @@ public struct RooflineChart: Sendable {
         svg.close("g")
     }
 
+    private func peerMarker(_ svg: inout SVGWriter, _ peer: RooflinePeer, x: Double, y: Double) {
+        svg.open("g", [("class", "peer-point"), ("id", peer.id), ("data-peer", peer.name), ("data-kernel", peer.kernel.rawValue),
+                       ("data-model", peer.model.rawValue), ("data-pass", peer.pass.rawValue),
+                       ("data-label", peer.label), ("data-intensity", number(peer.intensity)),
+                       ("data-gflops", number(peer.gflops)), ("data-bound", peer.bound.rawValue)])
+        svg.element("title", text: "\(peer.name) \(peer.label) \(peer.pass.rawValue) (peer, \(report.peerSource ?? "peer")): "
+                    + "\(formatSignificant(peer.gflops)) GFLOP/s at \(formatSignificant(peer.intensity)) FLOP/B "
+                    + "of the lab's \(peer.model.rawValue) byte model (an estimate)")
+        svg.element("polygon", Self.peerShape(peer.kernel, model: peer.model, pass: peer.pass, x: x, y: y))
+        svg.close("g")
+    }
+
+    /// A peer's marker, centred on (x, y): a diamond (attention) or a
+    /// triangle (scan), filled when its bytes are the fused model's.
+    static func peerShape(_ kernel: RooflineKernel, model: KernelImpl, pass: KernelPass, x: Double, y: Double) -> [(String, String)] {
+        let color = peerColor(pass)
+        let corners: [(Double, Double)] = kernel == .attention
+            ? [(0, -7.5), (7.5, 0), (0, 7.5), (-7.5, 0)]
+            : [(0, -7.5), (7, 5.5), (-7, 5.5)]
+        let points = corners.map { "\(fmt(x + $0.0)),\(fmt(y + $0.1))" }.joined(separator: " ")
+        return [("points", points), ("fill", model == .fused ? color : "#ffffff"), ("stroke", color), ("stroke-width", "2"),
+                ("stroke-linejoin", "round")]
+    }
+
+    /// The peers' block below the legend: one entry per (peer, pass) with its
+    /// marker, and what their bytes are. Returns its height.
+    private func peerLegend(_ svg: inout SVGWriter, peers: [RooflinePeer], top: Double) -> Double {
+        var kinds: [RooflinePeer] = []
+        for peer in peers where !kinds.contains(where: { $0.name == peer.name && $0.pass == peer.pass }) {
+            kinds.append(peer)
+        }
+        let x = plotLeft - 40
+        let y = top + 12
+        svg.open("g", [("class", "peer-legend")])
+        svg.element("text", [("x", fmt(x)), ("y", fmt(y)), ("font-size", "13.5"), ("font-weight", "bold"), ("fill", "#111111")],
+                    text: "Peers: \(report.peerSource ?? "peer"), measured outside the lab")
+        let note = "Their bytes (x axis) are the lab's cost model for the same shape, fused for a fused peer, unfused for a "
+            + "materialized one: an estimate, not a measurement. FLOPs are the lab's convention. Same-run speed ratios: compare.md."
+        let noteLines = wrap(note, width: Int((width - x - 16) / (11.5 * 0.58)))
+        for (index, text) in noteLines.enumerated() {
+            svg.element("text", [("x", fmt(x)), ("y", fmt(y + 18 + Double(index) * 15)), ("font-size", "11.5"), ("fill", "#444444"),
+                                 ("class", "peer-legend-note")], text: text)
+        }
+        let entriesTop = y + 24 + Double(noteLines.count) * 15
+        // Rows of up to three entries, in columns.
+        let columnWidth = (width - x - 20) / 3
+        for (row, start) in stride(from: 0, to: kinds.count, by: 3).enumerated() {
+            for (column, peer) in kinds[start..<min(start + 3, kinds.count)].enumerated() {
+                let ex = x + Double(column) * columnWidth, ey = entriesTop + Double(row) * 21
+                svg.element("polygon", Self.peerShape(peer.kernel, model: peer.model, pass: peer.pass, x: ex + 11, y: ey))
+                svg.element("text", [("x", fmt(ex + 30)), ("y", fmt(ey + 4)), ("font-size", "12"), ("fill", "#222222"),
+                                     ("class", "peer-legend-entry")],
+                            text: "\(peer.name) \(peer.pass.rawValue) · lab \(peer.model.rawValue) bytes")
+            }
+        }
+        svg.close("g")
+        return entriesTop - top + Double((kinds.count + 2) / 3) * 21
+    }
+
     /// Places `text` for the marker at (x, y) where it overlaps `placed`
     /// least; returns its SVG (with a leader line when away from the
     /// marker) and the overlap it could not avoid, in px².
-    private func pointLabel(_ point: RooflinePoint, text: String, x: Double, y: Double, bold: Bool = false,
-                            placed: inout [Box]) -> (svg: String, overlap: Double) {
+    private func pointLabel(id: String, color: String, text: String, x: Double, y: Double, bold: Bool = false,
+                            attributes: [(String, String)], placed: inout [Box]) -> (svg: String, overlap: Double) {
         var svg = SVGWriter()
         let size = Self.pointLabelSize
         // A little padding keeps neighbouring labels apart.
@@ -506,7 +621,7 @@ public struct RooflineChart: Sendable {
         }
         let plot = Box(left: plotLeft + 2, top: plotTop + 2, width: plotRight - plotLeft - 4, height: plotBottom - plotTop - 4)
         func cost(_ box: Box, far: Bool) -> Double {
-            var total = placed.reduce(0) { $0 + ($1.owner == point.id ? 0 : $1.overlap(box) * ($1.soft ? 0.3 : 1)) }
+            var total = placed.reduce(0) { $0 + ($1.owner == id ? 0 : $1.overlap(box) * ($1.soft ? 0.3 : 1)) }
             total += (box.width * box.height - plot.overlap(box)) * 4  // outside the plot
             return total + (far ? 1 : 0)
         }
@@ -514,7 +629,7 @@ public struct RooflineChart: Sendable {
             let ca = cost(a.element.box, far: a.element.far), cb = cost(b.element.box, far: b.element.far)
             return ca != cb ? ca < cb : a.offset < b.offset
         }!.element
-        let overlap = placed.reduce(0) { $0 + ($1.owner == point.id || $1.soft ? 0 : $1.overlap(best.box)) }
+        let overlap = placed.reduce(0) { $0 + ($1.owner == id || $1.soft ? 0 : $1.overlap(best.box)) }
         placed.append(best.box)
         if best.far {
             // A leader line from the marker to a label placed away from it.
@@ -524,8 +639,8 @@ public struct RooflineChart: Sendable {
                                  ("stroke", "#999999"), ("stroke-width", "0.8"), ("class", "leader")])
         }
         svg.raw(SVGWriter.render("text", [("x", fmt(best.tx)), ("y", fmt(best.ty)), ("font-size", fmt(size)),
-                                          ("text-anchor", best.anchor), ("fill", Self.textColor(point.kernel, point.pass)),
-                                          ("font-weight", bold ? "bold" : "normal"), ("class", "point-label"), ("data-point", point.id)],
+                                          ("text-anchor", best.anchor), ("fill", color),
+                                          ("font-weight", bold ? "bold" : "normal")] + attributes,
                                  text: text, halo: true))
         return (svg.text.trimmingCharacters(in: .newlines), overlap)
     }
@@ -630,6 +745,16 @@ public struct RooflineChart: Sendable {
         }
     }
 
+    /// Colour of a peer by pass: red forward, magenta backward (apart from the lab's blues, greens and orange).
+    static func peerColor(_ pass: KernelPass) -> String {
+        pass == .forward ? "#d62728" : "#c2188f"
+    }
+
+    /// A darker shade of `peerColor(_:)` for text.
+    static func peerTextColor(_ pass: KernelPass) -> String {
+        pass == .forward ? "#9e1b1c" : "#8a1066"
+    }
+
     static func passShort(_ pass: KernelPass) -> String {
         pass == .forward ? "fwd" : "bwd"
     }
@@ -667,9 +792,11 @@ private struct Scale {
     init(report: RooflineReport, left: Double, top: Double, right: Double, bottom: Double) {
         let roofs = report.roofs
         var xs = report.points.map(\.intensity).filter { $0.isFinite && $0 > 0 }
+        xs += (report.peers ?? []).map(\.intensity).filter { $0.isFinite && $0 > 0 }
         xs += roofs.memory.map(\.ridgeFlopPerByte)
         xs.append(roofs.ridgeFlopPerByte)
         var ys = report.points.map(\.gflops).filter { $0.isFinite && $0 > 0 }
+        ys += (report.peers ?? []).map(\.gflops).filter { $0.isFinite && $0 > 0 }
         ys += roofs.compute.map(\.gflops)
         ys += roofs.exp.filter { $0.gflops < roofs.peakGflops }.map(\.gflops)
         if let sgemm = roofs.sgemmGflops, sgemm > 0 { ys.append(sgemm) }

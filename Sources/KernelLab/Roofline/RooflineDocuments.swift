@@ -51,6 +51,9 @@ extension RooflineReport {
         for device in devices {
             header += ["\(device.profile.id)_fp32_attainable_gflops", "\(device.profile.id)_fp32_bound"]
         }
+        // Without peers the columns stay exactly as they were.
+        let peers = self.peers ?? []
+        if !peers.isEmpty { header.append("peer") }
         var lines = [header.joined(separator: ",")]
         for p in points {
             func optional(_ value: Int?) -> String { value.map(String.init) ?? "" }
@@ -66,6 +69,22 @@ extension RooflineReport {
                 let projection = p.projections[device.profile.id]?.fp32
                 row += [projection.map { csvNumber($0.attainableGflops) } ?? "", projection?.bound.rawValue ?? ""]
             }
+            if !peers.isEmpty { row.append("false") }
+            lines.append(row.joined(separator: ","))
+        }
+        // Peers: impl is the peer's name; no ISA, workspace, footprint or projections of theirs are known.
+        for p in peers {
+            func optional(_ value: Int?) -> String { value.map(String.init) ?? "" }
+            var row = [p.id, p.kernel.rawValue, csvField(p.name), p.pass.rawValue, csvField(p.label), String(p.batch),
+                       optional(p.heads), String(p.seq), optional(p.kvSeq), optional(p.headDim),
+                       p.causal.map { $0 ? "true" : "false" } ?? "", optional(p.channels), optional(p.state), optional(p.groups),
+                       String(p.threads), "", optional(p.repeats), csvNumber(p.medianSeconds), csvNumber(p.flops),
+                       csvNumber(p.minBytes), csvNumber(p.dramBytes), csvNumber(p.l3Bytes), csvNumber(p.l2Bytes),
+                       csvNumber(p.exps), csvNumber(p.intensity), csvNumber(p.l3Intensity), csvNumber(p.l2Intensity),
+                       csvNumber(p.gflops), p.memoryRoofLevel.rawValue, p.bound.rawValue, csvNumber(p.boundGflops),
+                       csvNumber(p.fractionOfBound), "", "", ""]
+            row += Array(repeating: "", count: devices.count * 2)
+            row.append("true")
             lines.append(row.joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"
@@ -83,6 +102,11 @@ extension RooflineReport {
         md += "## Points\n\n"
         md += markdownTable(pointRows(), rightAligned: [4, 5, 6, 7, 8, 9, 10, 12, 13])
         md += "\n"
+        if let peers, !peers.isEmpty {
+            md += "## Peers (\(peerSource ?? "peer"))\n\n"
+            md += Self.peersIntro + "\n\n"
+            md += markdownTable(peerRows(peers), rightAligned: [5, 6, 7, 8, 9, 11]) + "\n"
+        }
         if !pairs.isEmpty {
             md += "## Fused over unfused\n\n"
             var rows = [["kernel", "case", "pass", "unfused ms", "fused ms", "speedup", "bound unfused → fused"]]
@@ -148,6 +172,10 @@ extension RooflineReport {
         // The SVG document without its XML prolog is valid inline HTML.
         h += chart + "\n"
         h += "<h2>Points</h2>\n" + htmlTable(pointRows(), numeric: [4, 5, 6, 7, 8, 10, 11])
+        if let peers, !peers.isEmpty {
+            h += "<h2>Peers (\(escapeXML(peerSource ?? "peer")))</h2>\n<p class=\"note\">\(escapeXML(Self.peersIntro))</p>\n"
+            h += htmlTable(peerRows(peers), numeric: [5, 6, 7, 8, 9, 11])
+        }
         if !pairs.isEmpty {
             var rows = [["kernel", "case", "pass", "speedup (unfused / fused median)"]]
             rows += pairs.map { [$0.kernel.rawValue, $0.label, $0.pass.rawValue, formatSpeedup($0.speedup)] }
@@ -186,6 +214,23 @@ extension RooflineReport {
                          p.bound.rawValue, formatPercent(p.fractionOfBound),
                          p.expRoofGflops.map(formatSignificant) ?? "-",
                          "\(formatBytes(Int(p.footprintBytes))) (\(p.footprintLevel.label))"])
+        }
+        return rows
+    }
+
+    /// What the peers table shows, and what its bytes are.
+    static let peersIntro = "Measured outside the lab (make compare: reports/compare.md has the speed ratios, each measured in one run). "
+        + "FLOPs are the lab's convention for the shape; bytes, intensity and bound come from the lab's cost model named in "
+        + "the bytes model column (an estimate of the peer's traffic, not a measurement)."
+
+    private func peerRows(_ peers: [RooflinePeer]) -> [[String]] {
+        var rows = [["id", "peer", "kernel / case", "pass", "bytes model", "median ms", "GFLOP/s", "FLOP/B (model)",
+                     "DRAM MB (model)", "bound GFLOP/s", "bound", "of bound"]]
+        for p in peers {
+            rows.append([p.id, p.name, "\(p.kernel.rawValue) \(p.shapeDescription)", p.pass.rawValue, "lab \(p.model.rawValue)",
+                         String(format: "%.3f", p.medianSeconds * 1e3), formatSignificant(p.gflops),
+                         formatSignificant(p.intensity), formatSignificant(p.dramBytes / 1e6), formatSignificant(p.boundGflops),
+                         p.bound.rawValue, formatPercent(p.fractionOfBound)])
         }
         return rows
     }

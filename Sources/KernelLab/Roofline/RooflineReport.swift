@@ -283,11 +283,17 @@ public struct RooflineReport: Codable, Sendable, Equatable {
     public var summary: [String]
     /// How the numbers were made and what they leave out.
     public var notes: [String]
+    /// Measurements from outside the lab placed beside the points
+    /// (`addingPeers`); nil, and absent from the JSON, without them.
+    public var peers: [RooflinePeer]?
+    /// Who measured the peers, e.g. "torch 2.13.0+cpu".
+    public var peerSource: String?
 
     enum CodingKeys: String, CodingKey {
         case schema, date, suite
         case suiteDescription = "suite_description"
-        case threads, isa, machine, ceilings, roofs, points, pairs, devices, summary, notes
+        case threads, isa, machine, ceilings, roofs, points, pairs, devices, summary, notes, peers
+        case peerSource = "peer_source"
     }
 
     /// Analyses measurements against the ceilings at `threads` (and `isa`,

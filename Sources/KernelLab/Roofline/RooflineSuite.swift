@@ -88,20 +88,15 @@ public struct RooflineSuite: Sendable, Equatable {
     ///
     /// - Throws: `KernelLabError.invalidArgument` naming the offending field.
     public init(json data: Data, name: String, source: String = "suite") throws {
-        let document: SuiteJSON
-        do {
-            document = try JSONDecoder().decode(SuiteJSON.self, from: data)
-        } catch let error as DecodingError {
-            throw KernelLabError.invalidArgument(argument: "suite", reason: "'\(source)' is not valid JSON: \(describeDecodingError(error))")
-        }
-        let fields: [String: SuiteJSON]
+        let document = try StrictJSON.decode(data, argument: "suite", source: source)
+        let fields: [String: StrictJSON]
         switch document {
         case .array: fields = ["cases": document]
         case .object(let object): fields = object
         default:
             throw KernelLabError.invalidArgument(argument: "suite", reason: "'\(source)' must be an object with \"cases\" or an array of cases")
         }
-        var reader = FieldReader(fields: fields, path: "", source: source)
+        var reader = StrictFieldReader(fields: fields, path: "", source: source)
         let suiteName = try reader.string("name") ?? name
         let description = try reader.string("description") ?? ""
         let warmup = try reader.integer("warmup", minimum: 0) ?? 1
@@ -228,11 +223,11 @@ public struct RooflineCase: Sendable, Equatable {
         }
     }
 
-    fileprivate init(_ json: SuiteJSON, path: String, source: String, thresholds suiteThresholds: BenchThresholds) throws {
+    fileprivate init(_ json: StrictJSON, path: String, source: String, thresholds suiteThresholds: BenchThresholds) throws {
         guard case .object(let fields) = json else {
             throw KernelLabError.invalidArgument(argument: path, reason: "must be an object (in '\(source)')")
         }
-        var reader = FieldReader(fields: fields, path: path, source: source)
+        var reader = StrictFieldReader(fields: fields, path: path, source: source)
         guard let kernelName = try reader.string("kernel") else {
             throw reader.error("kernel", "is required: one of \(RooflineKernel.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -269,131 +264,23 @@ public struct RooflineCase: Sendable, Equatable {
             throw reader.error("min_speedup", "needs \"impl\": \"both\" (a speedup is the fused run over its unfused twin)")
         }
 
-        let shape: Shape
-        switch kernel {
-        case .attention:
-            let batch = try reader.required("batch"), heads = try reader.required("heads")
-            let seq = try reader.required("seq"), headDim = try reader.required("head_dim")
-            let kvSeq = try reader.integer("kv_seq", minimum: 1) ?? seq
-            let causal = try reader.bool("causal") ?? false
-            shape = .attention(try reader.shape {
-                try AttentionShape(batch: batch, heads: heads, queryLength: seq, keyLength: kvSeq, headDim: headDim)
-            }, causal: causal)
-        case .scan:
-            let batch = try reader.required("batch"), channels = try reader.required("channels")
-            let seq = try reader.required("seq"), state = try reader.required("state")
-            let groups = try reader.integer("groups", minimum: 1) ?? 1
-            shape = .scan(try reader.shape {
-                try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state, groups: groups)
-            })
-        }
+        let shape = try reader.kernelShape(kernel)
         try reader.rejectUnknown()
         self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats,
                   thresholds: thresholds, minSpeedup: minSpeedup)
     }
 }
 
-// MARK: - Strict JSON reading
+// MARK: - Suite fields
 
-/// A JSON value, decoded strictly: booleans are not numbers, numbers are not
-/// booleans, so `"causal": 1` is an error rather than a guess.
-private enum SuiteJSON: Decodable, Equatable {
-    case null, bool(Bool), number(Double), string(String), array([SuiteJSON]), object([String: SuiteJSON])
-
-    init(from decoder: Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() {
-            self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
-        } else if let value = try? container.decode(Double.self) {
-            self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([SuiteJSON].self) {
-            self = .array(value)
-        } else {
-            self = .object(try container.decode([String: SuiteJSON].self))
-        }
-    }
-
-    var kind: String {
-        switch self {
-        case .null: "null"
-        case .bool: "a boolean"
-        case .number: "a number"
-        case .string: "a string"
-        case .array: "an array"
-        case .object: "an object"
-        }
-    }
-}
-
-/// Takes typed fields out of a JSON object, so that what is left at the end
-/// is unknown keys. Errors name the field by its JSON path.
-private struct FieldReader {
-    var fields: [String: SuiteJSON]
-    let path: String
-    let source: String
-
-    func error(_ key: String, _ reason: String) -> KernelLabError {
-        .invalidArgument(argument: path.isEmpty ? key : "\(path).\(key)", reason: "\(reason) (in '\(source)')")
-    }
-
-    mutating func take(_ key: String) -> SuiteJSON? {
-        fields.removeValue(forKey: key)
-    }
-
-    mutating func string(_ key: String) throws -> String? {
-        switch take(key) {
-        case nil, .null?: return nil
-        case .string(let value)?: return value
-        case let other?: throw error(key, "must be a string, got \(other.kind)")
-        }
-    }
-
-    mutating func bool(_ key: String) throws -> Bool? {
-        switch take(key) {
-        case nil, .null?: return nil
-        case .bool(let value)?: return value
-        case let other?: throw error(key, "must be true or false, got \(other.kind)")
-        }
-    }
-
-    mutating func integer(_ key: String, minimum: Int) throws -> Int? {
-        switch take(key) {
-        case nil, .null?: return nil
-        case .number(let value)?:
-            guard value.rounded() == value, abs(value) < 1e15 else { throw error(key, "must be an integer, got \(value)") }
-            guard Int(value) >= minimum else { throw error(key, "must be at least \(minimum), got \(Int(value))") }
-            return Int(value)
-        case let other?: throw error(key, "must be an integer, got \(other.kind)")
-        }
-    }
-
-    /// A positive shape field that must be present.
-    mutating func required(_ key: String) throws -> Int {
-        guard fields[key] != nil else { throw error(key, "is required for this kernel") }
-        return try integer(key, minimum: 1)!
-    }
-
-    /// Runs a shape initializer, renaming its argument to the JSON key.
-    func shape<S>(_ make: () throws -> S) throws -> S {
-        let jsonKeys = ["queryLength": "seq", "keyLength": "kv_seq", "headDim": "head_dim", "seqLen": "seq"]
-        do {
-            return try make()
-        } catch KernelLabError.invalidArgument(let argument, let reason) {
-            throw error(jsonKeys[argument] ?? argument, reason)
-        }
-    }
-
+extension StrictFieldReader {
     /// An object of fractions in (0, 10], e.g. `{"time": 0.1}`, each
     /// replacing the same key of `base`.
     mutating func thresholds(_ key: String, base: BenchThresholds) throws -> BenchThresholds {
         switch take(key) {
         case nil, .null?: return base
         case .object(let object)?:
-            var inner = FieldReader(fields: object, path: path.isEmpty ? key : "\(path).\(key)", source: source)
+            var inner = StrictFieldReader(fields: object, path: path.isEmpty ? key : "\(path).\(key)", source: source)
             var result = base
             result.time = try inner.fraction("time") ?? base.time
             result.efficiency = try inner.fraction("efficiency") ?? base.efficiency
@@ -411,7 +298,7 @@ private struct FieldReader {
         case nil, .null?: return [:]
         case .object(let object)?:
             var floors: [String: Double] = [:]
-            func floor(_ value: SuiteJSON, _ field: String) throws -> Double {
+            func floor(_ value: StrictJSON, _ field: String) throws -> Double {
                 guard case .number(let floor) = value, floor > 0, floor.isFinite else {
                     throw KernelLabError.invalidArgument(argument: field, reason: "must be a positive number (a speedup) (in '\(source)')")
                 }
@@ -450,12 +337,6 @@ private struct FieldReader {
             guard value > 0, value <= 10 else { throw error(key, "must be a fraction in (0, 10] (0.1 = 10%), got \(value)") }
             return value
         case let other?: throw error(key, "must be a number, got \(other.kind)")
-        }
-    }
-
-    func rejectUnknown() throws {
-        if let key = fields.keys.sorted().first {
-            throw error(key, "unknown key")
         }
     }
 }
