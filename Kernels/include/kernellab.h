@@ -278,6 +278,19 @@ kl_status kl_ceiling_stream_triad_check(size_t array_bytes, int trials, kl_pool 
 /// threads. The in-run reference for every GFLOP/s figure.
 kl_status kl_sgemm(int m, int n, int k, const float *a, const float *b, float *c, int threads);
 
+typedef enum { KL_NO_TRANS = 0, KL_TRANS = 1 } kl_trans;
+
+/// General matrix multiply (Kernels/src/gemm/gemm.c), row-major:
+///   c: (m, n) = alpha op(a) op(b) + beta c
+///   op(a): (m, k), a stored (m, k) (KL_NO_TRANS) or (k, m) (KL_TRANS), row stride lda;
+///   op(b): (k, n), b stored (k, n) or (n, k), row stride ldb; c row stride ldc.
+/// beta = 0 overwrites c without reading it; beta = 1 accumulates. Sizes may
+/// be 0. c must not overlap a or b. OpenBLAS runs it on the pool's thread count.
+kl_status kl_gemm(kl_trans ta, kl_trans tb, int m, int n, int k, float alpha, const float *a, long lda,
+                  const float *b, long ldb, float beta, float *c, long ldc, kl_pool *pool);
+/// FLOPs 2 m n k; bytes: a, b and c once (c twice when beta != 0).
+kl_status kl_gemm_cost(int m, int n, int k, float beta, kl_cost *out);
+
 #ifdef __cplusplus
 }
 #endif
