@@ -137,4 +137,14 @@ final class GEMMTests: XCTestCase {
         XCTAssertEqual(try GEMM.cost(m: 4, n: 5, k: 6).minBytes, 4 * Double(4 * 6 + 6 * 5 + 4 * 5))
         XCTAssertThrows(.invalidArgument(argument: "k", reason: "must be in 0...2147483647, got -1"), try GEMM.cost(m: 1, n: 1, k: -1))
     }
+
+    /// The overhead benchmark runs and reports what it timed (no time is asserted).
+    func testOverheadBenchmarkReportsBothSides() throws {
+        let result = try GEMMBenchmark.run(m: 8, n: 9, k: 10, threads: 1, warmup: 0, repeats: 3)
+        XCTAssertEqual(result.gemm.seconds.count, 3)
+        XCTAssertEqual(result.bare.seconds.count, 3)
+        XCTAssertTrue(result.overhead.isFinite && result.gflops.isFinite && result.gflops > 0)
+        XCTAssertThrows(.invalidArgument(argument: "k", reason: "must be in 1...65536, got 0"),
+                        try GEMMBenchmark.run(m: 8, n: 8, k: 0, threads: 1))
+    }
 }
