@@ -1,6 +1,7 @@
 # KernelLab: the commands people type.
 #   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
 #   make test     build and run the test suite
+#   make sanitize the test suite under ASan (Swift and C) and UBSan (C), every ISA
 #   make validate-traffic  cost models' DRAM bytes vs a callgrind cache simulation (reports/traffic.md)
 #   make bench           time the default suite (medians, spread, GFLOP/s, efficiency, speedups)
 #   make bench-baseline  save the smoke suite as this machine's "smoke" baseline
@@ -16,7 +17,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: all deps build release test report roofline-report attention-report scan-report ceilings validate-traffic \
+.PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline clean
 
 all: build
@@ -43,13 +44,35 @@ release: deps
 # narrower CPU (KERNELLAB_ISA_MAX=avx2, =scalar: the lab then sees only those
 # ISAs), so a test that depends on the host's ISA fails here, not on the next
 # machine. Each run ends with its own XCTest summary.
+# The narrower ISAs of this CPU, as the kernel-lab binary $(1) sees them.
+narrower_isas = supported=$$(env -u KERNELLAB_ISA $(1) info | sed -n 's/.*(supported: \(.*\))/\1/p'); \
+	caps=""; case "$$supported" in *avx512*) caps="avx2 scalar";; *avx2*) caps="scalar";; esac
+
 test: deps
 	$(SWIFT) test --disable-swift-testing
-	@supported=$$(env -u KERNELLAB_ISA .build/debug/kernel-lab info | sed -n 's/.*(supported: \(.*\))/\1/p'); \
-	caps=""; case "$$supported" in *avx512*) caps="avx2 scalar";; *avx2*) caps="scalar";; esac; \
+	@$(call narrower_isas,.build/debug/kernel-lab); \
 	for cap in $$caps; do \
 	  echo "== tests as on a CPU without the ISAs above $$cap (KERNELLAB_ISA_MAX=$$cap) =="; \
 	  KERNELLAB_ISA_MAX=$$cap $(SWIFT) test --disable-swift-testing --skip-build || exit 1; \
+	done
+
+# The suite under AddressSanitizer (Swift and C) and UndefinedBehaviorSanitizer
+# (C; swiftc has no -sanitize=undefined on Linux), once per ISA as make test
+# runs it, in its own build folder. Any report aborts the run. Leak checking is
+# off: LeakSanitizer reports only Foundation's and XCTest's own allocations
+# here, and kernel buffers come from libnuma's mmap, which it does not track.
+SAN_FLAGS := --scratch-path .build-sanitize --sanitize=address \
+             -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
+             -Xswiftc -Xclang-linker -Xswiftc -fsanitize=undefined
+
+sanitize: deps
+	$(SWIFT) build --build-tests $(SAN_FLAGS)
+	@$(call narrower_isas,.build-sanitize/debug/kernel-lab); \
+	for cap in best $$caps; do \
+	  echo "== sanitized tests, ISA cap: $$cap =="; \
+	  [ $$cap = best ] && cap=""; \
+	  KERNELLAB_ISA_MAX=$$cap ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    $(SWIFT) test $(SAN_FLAGS) --skip-build --disable-swift-testing || exit 1; \
 	done
 
 # The main job: this machine's ceilings (measured once, then reused from
