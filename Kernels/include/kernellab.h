@@ -233,6 +233,26 @@ kl_status kl_scan_bwd(const kl_scan_params *p, kl_impl impl, const kl_scan_input
 /// Cost model (see Kernels/src/scan/scan.c for the conventions).
 kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
 
+// ------------------------------------------------- element-wise activations ---
+
+typedef enum {
+    KL_ACT_SILU = 0,       // x sigmoid(x)
+    KL_ACT_GELU_TANH = 1,  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    KL_ACT_SOFTPLUS = 2,   // log(1 + e^x), e^x below -15
+} kl_activation;
+
+/// y: (n) = f(x), on the pool's threads. y may be x (in place), but must not
+/// otherwise overlap it.
+kl_status kl_act_fwd(kl_activation kind, long n, const float *x, float *y, kl_pool *pool);
+/// dx: (n) = dy * f'(x), or dx += dy * f'(x) when accumulate. dx may be dy;
+/// it must not overlap x.
+kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy, float *dx, int accumulate,
+                     kl_pool *pool);
+/// FLOPs (the vector operations per element, exp and log counted once each
+/// and also in `exps`), bytes: x and y once (forward); x, dy, dx once, dx
+/// twice when accumulating (backward). Memory-bound at any size that leaves L2.
+kl_status kl_act_cost(kl_activation kind, long n, kl_pass pass, int accumulate, kl_cost *out);
+
 // ------------------------------------------------------------- ceilings ---
 
 typedef enum { KL_BW_READ = 0, KL_BW_COPY = 1, KL_BW_TRIAD = 2 } kl_bw_kernel;

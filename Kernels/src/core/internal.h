@@ -161,6 +161,20 @@ typedef struct {
 } kl_scan_ops;
 
 const kl_scan_ops *kl_scan_ops_for(kl_isa isa);
+
+// ------------------------------------------------------ element-wise layers ---
+typedef struct {
+    /// y[i] = f(x[i]) for i < n (y == x allowed).
+    void (*fwd)(kl_activation kind, long n, const float *x, float *y);
+    /// dx[i] (+)= dy[i] f'(x[i]).
+    void (*bwd)(kl_activation kind, long n, const float *x, const float *dy, float *dx, int accumulate);
+} kl_act_ops;
+
+const kl_act_ops *kl_act_ops_for(kl_isa isa);
+extern const kl_act_ops kl_act_ops_scalar;
+#if KL_X86
+extern const kl_act_ops kl_act_ops_avx2, kl_act_ops_avx512;
+#endif
 extern const kl_scan_ops kl_scan_ops_scalar;
 #if KL_X86
 extern const kl_scan_ops kl_scan_ops_avx2, kl_scan_ops_avx512;

@@ -1,7 +1,7 @@
 // Selective-scan lane kernels, AVX2 + FMA build (a lane vector is two ymm).
 #include "../core/internal.h"
 #if KL_X86
-#define KL_SCAN_TARGET __attribute__((target("avx2,fma")))
+#define KL_VTARGET __attribute__((target("avx2,fma")))
 #define KL_SCAN_OPS kl_scan_ops_avx2
 #define KL_SCAN_G 4       // 16 ymm: the states of 4 n, 16 lanes each, take 8
 #define KL_SCAN_KEEP_A 0  // and A is read from L1 (a memory operand), not held
