@@ -253,6 +253,26 @@ kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy
 /// twice when accumulating (backward). Memory-bound at any size that leaves L2.
 kl_status kl_act_cost(kl_activation kind, long n, kl_pass pass, int accumulate, kl_cost *out);
 
+// ------------------------------------------------------------ optimizer ---
+
+/// AdamW's hyperparameters. grad_scale multiplies every gradient first (the
+/// factor of global-norm clipping, fused into the step; 1 for none).
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay, grad_scale;
+} kl_adamw_params;
+
+/// One AdamW step (decoupled weight decay, bias correction) over flat fp32
+/// buffers p, g, m, v: (n), none overlapping. step t >= 1 counts this update:
+///   g' = grad_scale g;  m = b1 m + (1 - b1) g';  v = b2 v + (1 - b2) g'^2
+///   p -= lr (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + weight_decay p)
+kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
+                   kl_pool *pool);
+/// 14 FLOPs and 28 bytes (p, g, m, v read; p, m, v written) per parameter.
+kl_status kl_adamw_cost(long n, kl_cost *out);
+/// *out = sum of x[i]^2 (in double by blocks; summed over the pool's threads in
+/// a fixed order): the square of a global gradient norm, buffer by buffer.
+kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool);
+
 // ------------------------------------------------------------- ceilings ---
 
 typedef enum { KL_BW_READ = 0, KL_BW_COPY = 1, KL_BW_TRIAD = 2 } kl_bw_kernel;

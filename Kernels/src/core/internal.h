@@ -163,17 +163,24 @@ typedef struct {
 const kl_scan_ops *kl_scan_ops_for(kl_isa isa);
 
 // ------------------------------------------------------ element-wise layers ---
+/// AdamW's hyperparameters as the lanes take them (bias corrections folded).
+typedef struct { float lr, beta1, beta2, eps, weight_decay, grad_scale, c1, c2; } kl_adamw_lanes;
+
 typedef struct {
     /// y[i] = f(x[i]) for i < n (y == x allowed).
-    void (*fwd)(kl_activation kind, long n, const float *x, float *y);
+    void (*act_fwd)(kl_activation kind, long n, const float *x, float *y);
     /// dx[i] (+)= dy[i] f'(x[i]).
-    void (*bwd)(kl_activation kind, long n, const float *x, const float *dy, float *dx, int accumulate);
-} kl_act_ops;
+    void (*act_bwd)(kl_activation kind, long n, const float *x, const float *dy, float *dx, int accumulate);
+    /// One AdamW step over n parameters (see kl_adamw).
+    void (*adamw)(long n, float *p, const float *g, float *m, float *v, const kl_adamw_lanes *h);
+    /// sum of x[i]^2, accumulated in double by blocks.
+    double (*sum_squares)(long n, const float *x);
+} kl_elementwise_ops;
 
-const kl_act_ops *kl_act_ops_for(kl_isa isa);
-extern const kl_act_ops kl_act_ops_scalar;
+const kl_elementwise_ops *kl_elementwise_ops_for(kl_isa isa);
+extern const kl_elementwise_ops kl_elementwise_ops_scalar;
 #if KL_X86
-extern const kl_act_ops kl_act_ops_avx2, kl_act_ops_avx512;
+extern const kl_elementwise_ops kl_elementwise_ops_avx2, kl_elementwise_ops_avx512;
 #endif
 extern const kl_scan_ops kl_scan_ops_scalar;
 #if KL_X86

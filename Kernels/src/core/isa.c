@@ -122,12 +122,12 @@ kl_status kl_isa_set(kl_isa isa) {
 
 const kl_ops *kl_ops_active(void) { return kl_ops_for(kl_isa_active()); }
 
-const kl_act_ops *kl_act_ops_for(kl_isa isa) {
+const kl_elementwise_ops *kl_elementwise_ops_for(kl_isa isa) {
     switch (isa) {
-    case KL_ISA_SCALAR: return &kl_act_ops_scalar;
+    case KL_ISA_SCALAR: return &kl_elementwise_ops_scalar;
 #if KL_X86
-    case KL_ISA_AVX2: return &kl_act_ops_avx2;
-    case KL_ISA_AVX512: return &kl_act_ops_avx512;
+    case KL_ISA_AVX2: return &kl_elementwise_ops_avx2;
+    case KL_ISA_AVX512: return &kl_elementwise_ops_avx512;
 #endif
     default: return NULL;
     }

@@ -1,9 +1,0 @@
-// Element-wise activations, avx512 build (see layers/activation_lanes.inc).
-#include "../core/internal.h"
-#if KL_X86
-#define KL_VTARGET __attribute__((target("avx512f,avx512vl,avx512dq,avx512bw,fma,avx2")))
-#define KL_VSCALEF 1
-#include <immintrin.h>
-#define KL_ACT_OPS kl_act_ops_avx512
-#include "../layers/activation_lanes.inc"
-#endif

@@ -1,0 +1,175 @@
+// Element-wise layer kernels: activations (SiLU, GELU in its tanh form,
+// softplus), the AdamW step and sums of squares (the global gradient norm).
+// Checks, the split over the pool's threads and the cost models; the lanes
+// are in elementwise_lanes.inc, compiled per ISA in src/isa.
+#include "../core/internal.h"
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    kl_activation kind;
+    long n;
+    const float *x, *dy;
+    float *y;  // y (forward) or dx (backward)
+    int backward, accumulate;
+} act_ctx;
+
+// Thread tid's slice [lo, hi) of n: contiguous, a multiple of 16 elements
+// but the last, so every vector but the final tail is full.
+static void slice(long n, int tid, int nthreads, long *lo, long *hi) {
+    long blocks = (n + 15) / 16;
+    *lo = blocks * tid / nthreads * 16;
+    *hi = blocks * (tid + 1) / nthreads * 16;
+    if (*hi > n) *hi = n;
+}
+
+static void act_worker(void *vctx, int tid, int nthreads) {
+    act_ctx *c = vctx;
+    long lo, hi;
+    slice(c->n, tid, nthreads, &lo, &hi);
+    if (hi <= lo) return;
+    if (c->backward) c->ops->act_bwd(c->kind, hi - lo, c->x + lo, c->dy + lo, c->y + lo, c->accumulate);
+    else c->ops->act_fwd(c->kind, hi - lo, c->x + lo, c->y + lo);
+}
+
+static int act_overlap(const float *a, const float *b, long n) {
+    return a != b && a < b + n && b < a + n;
+}
+
+static kl_status act_check(kl_activation kind, long n, const void *x, const void *out, kl_pool *pool) {
+    if (kind != KL_ACT_SILU && kind != KL_ACT_GELU_TANH && kind != KL_ACT_SOFTPLUS)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: unknown kind %d", (int)kind);
+    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: n must be >= 0 (got %ld)", n);
+    if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: pool is NULL");
+    if (n > 0 && (!x || !out)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: a tensor is NULL");
+    return KL_OK;
+}
+
+kl_status kl_act_fwd(kl_activation kind, long n, const float *x, float *y, kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if ((st = act_check(kind, n, x, y, pool)) != KL_OK) return st;
+    if (act_overlap(x, y, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: y overlaps x (only y == x is allowed)");
+    act_ctx c = {kl_elementwise_ops_for(kl_isa_active()), kind, n, x, NULL, y, 0, 0};
+    if (n > 0) kl_pool_run(pool, act_worker, &c);
+    return KL_OK;
+}
+
+kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy, float *dx, int accumulate,
+                     kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if ((st = act_check(kind, n, x, dx, pool)) != KL_OK) return st;
+    if (n > 0 && !dy) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dy is NULL");
+    if (n > 0 && (act_overlap(dx, x, n) || dx == x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps x");
+    if (act_overlap(dx, dy, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps dy (only dx == dy is allowed)");
+    act_ctx c = {kl_elementwise_ops_for(kl_isa_active()), kind, n, x, dy, dx, 1, accumulate != 0};
+    if (n > 0) kl_pool_run(pool, act_worker, &c);
+    return KL_OK;
+}
+
+// Per element, counting vector operations of the lanes (an exp as 1, a log
+// as 1, a division as 1); exps counts exp and log evaluations:
+//   silu      fwd: sigmoid (neg, exp, add, div) + mul = 5, 1 exp;  bwd: sigmoid + 4 + mul by dy = 9, 1 exp
+//   gelu_tanh fwd: 3 for x^3 a + x, mul c, tanh (mul, exp, add, div, sub), 3 = 12, 1 exp
+//             bwd: 15 for t, du and the product, + mul by dy = 19, 1 exp
+//   softplus  fwd: abs, neg, exp, add, log, max, add, select = 8, 2 (exp, log);  bwd: sigmoid + mul = 5, 1 exp
+// Accumulation adds one add per element.
+kl_status kl_act_cost(kl_activation kind, long n, kl_pass pass, int accumulate, kl_cost *out) {
+    if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation cost: out is NULL");
+    kl_status st = act_check(kind, n, out, out, (kl_pool *)out);
+    if (st != KL_OK) return st;
+    static const double ops[3][2] = {{5, 9}, {12, 19}, {8, 5}}, exps[3][2] = {{1, 1}, {1, 1}, {2, 1}};
+    int b = pass == KL_PASS_BACKWARD;
+    double e = (double)n;
+    out->flops = e * (ops[kind][b] + (b && accumulate ? 1 : 0));
+    out->exps = e * exps[kind][b];
+    out->min_bytes = 4.0 * e * (b ? (accumulate ? 4 : 3) : 2);
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
+    return KL_OK;
+}
+
+// ------------------------------------------------------------------ AdamW ---
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    long n;
+    float *p, *m, *v;
+    const float *g;
+    kl_adamw_lanes h;
+} adamw_ctx;
+
+static void adamw_worker(void *vctx, int tid, int nthreads) {
+    adamw_ctx *c = vctx;
+    long lo, hi;
+    slice(c->n, tid, nthreads, &lo, &hi);
+    if (hi > lo) c->ops->adamw(hi - lo, c->p + lo, c->g + lo, c->m + lo, c->v + lo, &c->h);
+}
+
+kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
+                   kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: n must be >= 0 (got %ld)", n);
+    if (!hp || !pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: %s is NULL", hp ? "pool" : "params");
+    if (step < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: step must be >= 1 (got %ld)", step);
+    if (!(hp->beta1 >= 0 && hp->beta1 < 1) || !(hp->beta2 >= 0 && hp->beta2 < 1))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: betas must be in [0, 1) (got %g, %g)", hp->beta1, hp->beta2);
+    if (!(hp->eps > 0) || !(hp->lr >= 0) || !(hp->weight_decay >= 0) || !isfinite(hp->grad_scale))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: need eps > 0, lr >= 0, weight_decay >= 0, a finite grad_scale");
+    if (n == 0) return KL_OK;
+    if (!p || !g || !m || !v) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: a buffer is NULL");
+    const float *bufs[4] = {p, g, m, v};
+    static const char *const names[4] = {"p", "g", "m", "v"};
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++)
+            if (bufs[a] < bufs[b] + n && bufs[b] < bufs[a] + n)
+                return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: %s and %s overlap", names[a], names[b]);
+    // Bias corrections in double: 1 - beta^t loses digits in float for small t.
+    double c1 = 1.0 / (1.0 - pow((double)hp->beta1, (double)step)), c2 = 1.0 / (1.0 - pow((double)hp->beta2, (double)step));
+    adamw_ctx c = {kl_elementwise_ops_for(kl_isa_active()), n, p, m, v, g,
+                   {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->grad_scale, (float)c1, (float)c2}};
+    kl_pool_run(pool, adamw_worker, &c);
+    return KL_OK;
+}
+
+// Per parameter: 3 for g' and m, 4 for v, 7 for the update (a sqrt and a
+// division counted as one each) = 14 FLOPs; p, g, m, v read and p, m, v
+// written: 28 bytes, the whole cost of a memory-bound step.
+kl_status kl_adamw_cost(long n, kl_cost *out) {
+    if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw cost: out is NULL");
+    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw cost: n must be >= 0 (got %ld)", n);
+    out->flops = 14.0 * (double)n;
+    out->exps = 0;
+    out->min_bytes = out->dram_bytes = out->l3_bytes = out->l2_bytes = 28.0 * (double)n;
+    return KL_OK;
+}
+
+// ------------------------------------------------------- sums of squares ---
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    long n;
+    const float *x;
+    double partial[KL_MAX_THREADS];
+} sumsq_ctx;
+
+static void sumsq_worker(void *vctx, int tid, int nthreads) {
+    sumsq_ctx *c = vctx;
+    long lo, hi;
+    slice(c->n, tid, nthreads, &lo, &hi);
+    c->partial[tid] = hi > lo ? c->ops->sum_squares(hi - lo, c->x + lo) : 0.0;
+}
+
+kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "sum_squares: n must be >= 0 (got %ld)", n);
+    if (!out || !pool || (n > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "sum_squares: a pointer is NULL");
+    *out = 0;
+    if (n == 0) return KL_OK;
+    sumsq_ctx c = {kl_elementwise_ops_for(kl_isa_active()), n, x, {0}};
+    kl_pool_run(pool, sumsq_worker, &c);
+    // Summed in thread order, so a given thread count gives the same bits every time.
+    for (int t = 0; t < kl_pool_threads(pool); t++) *out += c.partial[t];
+    return KL_OK;
+}
