@@ -253,6 +253,29 @@ kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy
 /// twice when accumulating (backward). Memory-bound at any size that leaves L2.
 kl_status kl_act_cost(kl_activation kind, long n, kl_pass pass, int accumulate, kl_cost *out);
 
+// ------------------------------------------------------------ row norms ---
+
+/// LayerNorm over the last dimension: x, y: (rows, d); weight, bias: (d)
+/// (bias may be NULL); mean, rstd: (rows), saved for the backward.
+///   y = (x - mean) rstd weight + bias,  rstd = 1 / sqrt(var + eps)
+/// y may be x (in place), but must not otherwise overlap it.
+kl_status kl_layernorm_fwd(long rows, int d, const float *x, const float *weight, const float *bias, float eps, float *y,
+                           float *mean, float *rstd, kl_pool *pool);
+/// RMSNorm: y = x rstd weight, rstd = 1 / sqrt(mean(x^2) + eps); rstd: (rows).
+kl_status kl_rmsnorm_fwd(long rows, int d, const float *x, const float *weight, float eps, float *y, float *rstd,
+                         kl_pool *pool);
+/// The backward's workspace: per-thread partial sums of the weight gradients.
+size_t kl_norm_bwd_workspace_bytes(int d, int threads);
+/// dx: (rows, d) (+)= the input gradient; dweight, dbias: (d) (+)= their
+/// gradients (accumulate adds to all three). dx may be dy, never x.
+kl_status kl_layernorm_bwd(long rows, int d, const float *x, const float *weight, const float *mean, const float *rstd,
+                           const float *dy, float *dx, float *dweight, float *dbias, int accumulate, void *ws,
+                           size_t ws_bytes, kl_pool *pool);
+kl_status kl_rmsnorm_bwd(long rows, int d, const float *x, const float *weight, const float *rstd, const float *dy,
+                         float *dx, float *dweight, int accumulate, void *ws, size_t ws_bytes, kl_pool *pool);
+/// FLOPs and bytes of either norm (rms = 0: LayerNorm, 1: RMSNorm).
+kl_status kl_norm_cost(int rms, long rows, int d, kl_pass pass, int accumulate, kl_cost *out);
+
 // ------------------------------------------------------------ optimizer ---
 
 /// AdamW's hyperparameters. grad_scale multiplies every gradient first (the

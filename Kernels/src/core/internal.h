@@ -175,6 +175,12 @@ typedef struct {
     void (*adamw)(long n, float *p, const float *g, float *m, float *v, const kl_adamw_lanes *h);
     /// sum of x[i]^2, accumulated in double by blocks.
     double (*sum_squares)(long n, const float *x);
+    /// LayerNorm (rms = 0; b may be NULL) or RMSNorm (rms = 1; b, mean unused) of rows (rows, d).
+    void (*norm_fwd)(int rms, long rows, int d, const float *x, const float *w, const float *b, float eps, float *y,
+                     float *mean, float *rstd);
+    /// Their backward over rows: dx (+)= ..., dw and db (d) += (this thread's partials).
+    void (*norm_bwd)(int rms, long rows, int d, const float *x, const float *w, const float *mean, const float *rstd,
+                     const float *dy, float *dx, int accumulate, float *dw, float *db);
 } kl_elementwise_ops;
 
 const kl_elementwise_ops *kl_elementwise_ops_for(kl_isa isa);

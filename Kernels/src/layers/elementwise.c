@@ -3,6 +3,7 @@
 // Checks, the split over the pool's threads and the cost models; the lanes
 // are in elementwise_lanes.inc, compiled per ISA in src/isa.
 #include "../core/internal.h"
+#include <string.h>
 
 typedef struct {
     const kl_elementwise_ops *ops;
@@ -171,5 +172,134 @@ kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool) {
     kl_pool_run(pool, sumsq_worker, &c);
     // Summed in thread order, so a given thread count gives the same bits every time.
     for (int t = 0; t < kl_pool_threads(pool); t++) *out += c.partial[t];
+    return KL_OK;
+}
+
+// ------------------------------------------------------------ row norms ---
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    int rms, d, accumulate;
+    long rows;
+    float eps;
+    const float *x, *w, *b, *mean_in, *rstd_in, *dy;
+    float *y, *mean, *rstd, *dx;
+    float *parts;  // (threads, 2, d): this thread's dw, then db
+} norm_ctx;
+
+static void norm_rows(long rows, int tid, int nthreads, long *lo, long *hi) {
+    *lo = rows * tid / nthreads;
+    *hi = rows * (tid + 1) / nthreads;
+}
+
+static void norm_fwd_worker(void *vctx, int tid, int nthreads) {
+    norm_ctx *c = vctx;
+    long lo, hi;
+    norm_rows(c->rows, tid, nthreads, &lo, &hi);
+    if (hi > lo)
+        c->ops->norm_fwd(c->rms, hi - lo, c->d, c->x + lo * c->d, c->w, c->b, c->eps, c->y + lo * c->d,
+                         c->rms ? NULL : c->mean + lo, c->rstd + lo);
+}
+
+static void norm_bwd_worker(void *vctx, int tid, int nthreads) {
+    norm_ctx *c = vctx;
+    long lo, hi;
+    norm_rows(c->rows, tid, nthreads, &lo, &hi);
+    float *dw = c->parts + (size_t)tid * 2 * c->d, *db = dw + c->d;
+    memset(dw, 0, 2 * (size_t)c->d * sizeof(float));
+    if (hi > lo)
+        c->ops->norm_bwd(c->rms, hi - lo, c->d, c->x + lo * c->d, c->w, c->rms ? NULL : c->mean_in + lo, c->rstd_in + lo,
+                         c->dy + lo * c->d, c->dx + lo * c->d, c->accumulate, dw, db);
+}
+
+static kl_status norm_check(long rows, int d, const void *x, const void *w, const void *y, kl_pool *pool) {
+    if (rows < 0 || d < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: need rows >= 0 and d >= 1 (got %ld, %d)", rows, d);
+    if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: pool is NULL");
+    if (rows > 0 && (!x || !w || !y)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: a tensor is NULL");
+    return KL_OK;
+}
+
+static kl_status norm_fwd(int rms, long rows, int d, const float *x, const float *w, const float *b, float eps,
+                          float *y, float *mean, float *rstd, kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if ((st = norm_check(rows, d, x, w, y, pool)) != KL_OK) return st;
+    if (!(eps > 0)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: eps must be > 0 (got %g)", eps);
+    if (rows > 0 && (!rstd || (!rms && !mean))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: mean or rstd is NULL");
+    if (rows > 0 && y != x && y < x + rows * d && x < y + rows * d)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: y overlaps x (only y == x is allowed)");
+    norm_ctx c = {kl_elementwise_ops_for(kl_isa_active()), rms, d, 0, rows, eps, x, w, b, NULL, NULL, NULL, y, mean, rstd, NULL, NULL};
+    if (rows > 0) kl_pool_run(pool, norm_fwd_worker, &c);
+    return KL_OK;
+}
+
+kl_status kl_layernorm_fwd(long rows, int d, const float *x, const float *weight, const float *bias, float eps, float *y,
+                           float *mean, float *rstd, kl_pool *pool) {
+    return norm_fwd(0, rows, d, x, weight, bias, eps, y, mean, rstd, pool);
+}
+
+kl_status kl_rmsnorm_fwd(long rows, int d, const float *x, const float *weight, float eps, float *y, float *rstd,
+                         kl_pool *pool) {
+    return norm_fwd(1, rows, d, x, weight, NULL, eps, y, NULL, rstd, pool);
+}
+
+size_t kl_norm_bwd_workspace_bytes(int d, int threads) {
+    return d < 1 || threads < 1 ? 0 : kl_round_up((size_t)threads * 2 * (size_t)d * sizeof(float), 64);
+}
+
+static kl_status norm_bwd(int rms, long rows, int d, const float *x, const float *w, const float *mean, const float *rstd,
+                          const float *dy, float *dx, float *dw, float *db, int accumulate, void *ws, size_t ws_bytes,
+                          kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if ((st = norm_check(rows, d, x, w, dx, pool)) != KL_OK) return st;
+    if (!dw || (!rms && !db)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: a weight gradient is NULL");
+    if (rows > 0 && (!dy || !rstd || (!rms && !mean))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dy, mean or rstd is NULL");
+    if (rows > 0 && (dx < x + rows * d && x < dx + rows * d)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dx overlaps x");
+    if (rows > 0 && dx != dy && dx < dy + rows * d && dy < dx + rows * d)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dx overlaps dy (only dx == dy is allowed)");
+    int T = kl_pool_threads(pool);
+    if ((st = kl_check_workspace(ws, ws_bytes, kl_norm_bwd_workspace_bytes(d, T))) != KL_OK) return st;
+    norm_ctx c = {kl_elementwise_ops_for(kl_isa_active()), rms, d, accumulate != 0, rows, 0, x, w, NULL, mean, rstd, dy,
+                  NULL, NULL, NULL, dx, ws};
+    if (rows > 0) kl_pool_run(pool, norm_bwd_worker, &c);
+    // The partials in thread order: a given thread count gives the same bits.
+    for (int k = 0; k < d; k++) {
+        float sw = accumulate ? dw[k] : 0.0f, sb = (!rms && accumulate) ? db[k] : 0.0f;
+        for (int t = 0; rows > 0 && t < T; t++) {
+            sw += c.parts[(size_t)t * 2 * d + k];
+            sb += c.parts[(size_t)t * 2 * d + d + k];
+        }
+        dw[k] = sw;
+        if (!rms) db[k] = sb;
+    }
+    return KL_OK;
+}
+
+kl_status kl_layernorm_bwd(long rows, int d, const float *x, const float *weight, const float *mean, const float *rstd,
+                           const float *dy, float *dx, float *dweight, float *dbias, int accumulate, void *ws,
+                           size_t ws_bytes, kl_pool *pool) {
+    return norm_bwd(0, rows, d, x, weight, mean, rstd, dy, dx, dweight, dbias, accumulate, ws, ws_bytes, pool);
+}
+
+kl_status kl_rmsnorm_bwd(long rows, int d, const float *x, const float *weight, const float *rstd, const float *dy,
+                         float *dx, float *dweight, int accumulate, void *ws, size_t ws_bytes, kl_pool *pool) {
+    return norm_bwd(1, rows, d, x, weight, NULL, rstd, dy, dx, dweight, NULL, accumulate, ws, ws_bytes, pool);
+}
+
+// Per element: LayerNorm forward 2 (sum) + 3 (squared deviation) + 4 (scale,
+// weight, bias) = 9 FLOPs, RMSNorm 2 + 3 = 5 (the mean is skipped, no bias);
+// backward 12 (LayerNorm) or 10. Bytes: x, y and the weights (forward);
+// x, dy, dx, the weights and their gradients (backward; dx twice when
+// accumulating). mean and rstd: 8 bytes per row.
+kl_status kl_norm_cost(int rms, long rows, int d, kl_pass pass, int accumulate, kl_cost *out) {
+    if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm cost: out is NULL");
+    if (rows < 0 || d < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm cost: need rows >= 0 and d >= 1");
+    double e = (double)rows * d, wb = (rms ? 1.0 : 2.0) * d * 4.0, stats = (double)rows * (rms ? 4.0 : 8.0);
+    int b = pass == KL_PASS_BACKWARD;
+    out->flops = e * (b ? (rms ? 10.0 : 12.0) : (rms ? 5.0 : 9.0));
+    out->exps = 0;
+    out->min_bytes = b ? 4.0 * e * (accumulate ? 4 : 3) + 2 * wb + stats : 8.0 * e + wb + stats;
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
     return KL_OK;
 }
