@@ -276,6 +276,20 @@ kl_status kl_rmsnorm_bwd(long rows, int d, const float *x, const float *weight, 
 /// FLOPs and bytes of either norm (rms = 0: LayerNorm, 1: RMSNorm).
 kl_status kl_norm_cost(int rms, long rows, int d, kl_pass pass, int accumulate, kl_cost *out);
 
+// ------------------------------------------------ softmax cross-entropy ---
+
+/// Masked softmax cross-entropy fused with its gradient. logits, dlogits:
+/// (rows, V); targets, mask, losses: (rows). mask NULL counts every row; a
+/// row with mask 0 gets loss 0 and a zero gradient (its target is not read).
+///   losses[r] = mask[r] (logsumexp(logits[r]) - logits[r, t_r])
+///   dlogits[r] = grad_scale mask[r] (softmax(logits[r]) - onehot(t_r))
+/// (grad_scale = 1 / the number of counted rows gives the mean loss's
+/// gradient). Either output may be NULL; dlogits may be logits (in place).
+/// A counted row's target outside [0, V) is an error, found before any write.
+kl_status kl_cross_entropy(long rows, int V, const float *logits, const int32_t *targets, const float *mask,
+                           float grad_scale, float *losses, float *dlogits, kl_pool *pool);
+kl_status kl_cross_entropy_cost(long rows, int V, int with_grad, kl_cost *out);
+
 // ------------------------------------------------------------ optimizer ---
 
 /// AdamW's hyperparameters. grad_scale multiplies every gradient first (the

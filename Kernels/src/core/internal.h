@@ -181,6 +181,9 @@ typedef struct {
     /// Their backward over rows: dx (+)= ..., dw and db (d) += (this thread's partials).
     void (*norm_bwd)(int rms, long rows, int d, const float *x, const float *w, const float *mean, const float *rstd,
                      const float *dy, float *dx, int accumulate, float *dw, float *db);
+    /// Masked softmax cross-entropy of rows (rows, V) (see kl_cross_entropy).
+    void (*xent_rows)(long rows, int V, const float *z, const int32_t *t, const float *mask, float scale, float *loss,
+                      float *dz);
 } kl_elementwise_ops;
 
 const kl_elementwise_ops *kl_elementwise_ops_for(kl_isa isa);

@@ -303,3 +303,60 @@ kl_status kl_norm_cost(int rms, long rows, int d, kl_pass pass, int accumulate, 
     out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
     return KL_OK;
 }
+
+// ------------------------------------------------ softmax cross-entropy ---
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    long rows;
+    int V;
+    const float *z, *mask;
+    const int32_t *t;
+    float scale;
+    float *loss, *dz;
+} xent_ctx;
+
+static void xent_worker(void *vctx, int tid, int nthreads) {
+    xent_ctx *c = vctx;
+    long lo = c->rows * tid / nthreads, hi = c->rows * (tid + 1) / nthreads;
+    if (hi > lo)
+        c->ops->xent_rows(hi - lo, c->V, c->z + lo * c->V, c->t + lo, c->mask ? c->mask + lo : NULL, c->scale,
+                          c->loss ? c->loss + lo : NULL, c->dz ? c->dz + lo * c->V : NULL);
+}
+
+kl_status kl_cross_entropy(long rows, int V, const float *logits, const int32_t *targets, const float *mask,
+                           float grad_scale, float *losses, float *dlogits, kl_pool *pool) {
+    kl_status st = kl_init();
+    if (st != KL_OK) return st;
+    if (rows < 0 || V < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: need rows >= 0 and V >= 1 (got %ld, %d)", rows, V);
+    if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: pool is NULL");
+    if (rows == 0) return KL_OK;
+    if (!logits || !targets) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: logits or targets is NULL");
+    if (!losses && !dlogits) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: neither losses nor dlogits asked for");
+    long n = rows * (long)V;
+    if (dlogits && dlogits != logits && dlogits < logits + n && logits < dlogits + n)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: dlogits overlaps logits (only dlogits == logits is allowed)");
+    // Every target a masked-in row reads must be a class: checked before any write.
+    for (long r = 0; r < rows; r++)
+        if ((!mask || mask[r] != 0.0f) && (targets[r] < 0 || targets[r] >= V))
+            return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: targets[%ld] = %d, expected 0 <= t < V = %d", r,
+                           (int)targets[r], V);
+    xent_ctx c = {kl_elementwise_ops_for(kl_isa_active()), rows, V, logits, mask, targets, grad_scale, losses, dlogits};
+    kl_pool_run(pool, xent_worker, &c);
+    return KL_OK;
+}
+
+// Per logit: 1 (max) + 3 (subtract, exp, add) for the loss, 3 more (the exp
+// recomputed, the multiply) for the gradient; exps 1 or 2. Bytes: the logits
+// once (a row of V <= 16K floats stays in L2 between the passes), dlogits
+// written once; targets, mask and losses: 12 bytes per row.
+kl_status kl_cross_entropy_cost(long rows, int V, int with_grad, kl_cost *out) {
+    if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy cost: out is NULL");
+    if (rows < 0 || V < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy cost: need rows >= 0 and V >= 1");
+    double e = (double)rows * V;
+    out->flops = e * (with_grad ? 7.0 : 4.0);
+    out->exps = e * (with_grad ? 2.0 : 1.0);
+    out->min_bytes = 4.0 * e * (with_grad ? 2.0 : 1.0) + 12.0 * (double)rows;
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
+    return KL_OK;
+}

@@ -1,0 +1,100 @@
+import Foundation
+import KernelLab
+import XCTest
+
+/// The fused masked cross-entropy against float64, the gradient by finite
+/// differences of the float64 loss, every ISA, ragged vocabularies (V = 1,
+/// 17, 32, 50257), extreme logits, the mask, in-place gradients, bad targets.
+final class CrossEntropyTests: XCTestCase {
+    static func reference(_ z: [Double], _ t: Int) -> (loss: Double, grad: [Double]) {
+        let m = z.max()!
+        let sum = z.reduce(0.0) { $0 + exp($1 - m) }
+        var grad = z.map { exp($0 - m) / sum }
+        grad[t] -= 1
+        return (log(sum) + m - z[t], grad)
+    }
+
+    func testMatchesFloat64OnEveryISA() throws {
+        let original = try ISA.active
+        defer { try? ISA.set(original) }
+        for isa in ISA.supported {
+            try ISA.set(isa)
+            for (rows, V) in [(3, 1), (5, 17), (9, 32), (2, 50257)] {
+                var rng = ReferenceRNG(seed: UInt64(rows * 100_000 + V))
+                var z = (0..<rows * V).map { _ in Float(rng.uniform() * 6) }
+                if V > 1 { z[1] = 80; z[V + 1] = -80 }  // extreme logits stay finite
+                let targets = (0..<rows).map { Int32((($0 * 7) + 3) % V) }
+                let maskValues: [Float] = (0..<rows).map { $0 % 3 == 1 ? 0 : 1 }
+                let logits = try Tensor(shape: [rows, V], values: z)
+                let gradient = try Tensor(shape: [rows, V])
+                let result = try CrossEntropy.compute(logits: logits, targets: targets, mask: try Tensor(shape: [rows], values: maskValues),
+                                                      gradient: gradient, pool: try ThreadPool(threads: 2))
+                let counted = Double(maskValues.reduce(0, +))
+                XCTAssertEqual(result.counted, counted)
+                var total = 0.0
+                for r in 0..<rows {
+                    let what = "\(isa) rows=\(rows) V=\(V) r=\(r)"
+                    guard maskValues[r] != 0 else {
+                        XCTAssertEqual(result.losses[r], 0, what)
+                        XCTAssertTrue((0..<V).allSatisfy { gradient[r * V + $0] == 0 }, what)
+                        continue
+                    }
+                    let ref = Self.reference(z[r * V..<(r + 1) * V].map(Double.init), Int(targets[r]))
+                    total += ref.loss
+                    XCTAssertEqual(Double(result.losses[r]), ref.loss, accuracy: 1e-5 * (1 + ref.loss), what)
+                    for c in 0..<V {
+                        XCTAssertEqual(Double(gradient[r * V + c]), ref.grad[c] / counted, accuracy: 1e-6, what + " c=\(c)")
+                    }
+                }
+                XCTAssertEqual(result.meanLoss, total / counted, accuracy: 1e-5 * (1 + total))
+            }
+        }
+    }
+
+    /// The float64 gradient is the derivative of the float64 loss; the
+    /// kernel's is the derivative of its own loss.
+    func testGradientByFiniteDifferences() throws {
+        var rng = ReferenceRNG(seed: 9)
+        let z = (0..<13).map { _ in rng.uniform() * 3 }
+        let ref = Self.reference(z, 4)
+        for c in z.indices {
+            var zp = z, zm = z
+            zp[c] += 1e-6; zm[c] -= 1e-6
+            XCTAssertEqual(ref.grad[c], (Self.reference(zp, 4).loss - Self.reference(zm, 4).loss) / 2e-6, accuracy: 1e-7)
+        }
+        let zf = z.map(Float.init)
+        let gradient = try Tensor(shape: [1, 13])
+        _ = try CrossEntropy.compute(logits: try Tensor(shape: [1, 13], values: zf), targets: [4], gradient: gradient)
+        for c in zf.indices {
+            var zp = zf, zm = zf
+            zp[c] += 1e-2; zm[c] -= 1e-2
+            let lp = try CrossEntropy.compute(logits: try Tensor(shape: [1, 13], values: zp), targets: [4]).meanLoss
+            let lm = try CrossEntropy.compute(logits: try Tensor(shape: [1, 13], values: zm), targets: [4]).meanLoss
+            XCTAssertEqual(Double(gradient[c]), (lp - lm) / 2e-2, accuracy: 2e-4)
+        }
+    }
+
+    func testInPlaceAndBadInput() throws {
+        let z: [Float] = [1, 2, 3, 4, 0, -1, 5, 2]
+        let separate = try Tensor(shape: [2, 4])
+        let first = try CrossEntropy.compute(logits: try Tensor(shape: [2, 4], values: z), targets: [2, 0], gradient: separate)
+        let inPlace = try Tensor(shape: [2, 4], values: z)
+        let second = try CrossEntropy.compute(logits: inPlace, targets: [2, 0], gradient: inPlace)
+        XCTAssertEqual(inPlace.toArray(), separate.toArray())
+        XCTAssertEqual(first.losses.toArray(), second.losses.toArray())
+
+        let logits = try Tensor(shape: [2, 4], values: z)
+        XCTAssertThrows(.invalidArgument(argument: "targets", reason: "targets[1] = 4, expected 0 <= t < V = 4"),
+                        try CrossEntropy.compute(logits: logits, targets: [0, 4], gradient: try Tensor(shape: [2, 4])))
+        XCTAssertEqual(logits.toArray(), z, "nothing written on a bad target")
+        // A masked-out row's target is never read.
+        XCTAssertNoThrow(try CrossEntropy.compute(logits: logits, targets: [0, 99], mask: try Tensor(shape: [2], values: [1, 0])))
+        XCTAssertThrows(.shapeMismatch(argument: "targets", expected: "2 (one per row of logits)", got: "3"),
+                        try CrossEntropy.compute(logits: logits, targets: [0, 1, 2]))
+        XCTAssertThrows(.shapeMismatch(argument: "gradient", expected: "(2, 4) (logits' shape)", got: "(8,)"),
+                        try CrossEntropy.compute(logits: logits, targets: [0, 1], gradient: try Tensor(shape: [8])))
+        let cost = try CrossEntropy.cost(rows: 10, vocabulary: 32)
+        XCTAssertEqual(cost.exps, 640)
+        XCTAssertEqual(cost.minBytes, 4 * 320 * 2 + 120)
+    }
+}
