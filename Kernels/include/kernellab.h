@@ -290,6 +290,24 @@ kl_status kl_cross_entropy(long rows, int V, const float *logits, const int32_t 
                            float grad_scale, float *losses, float *dlogits, kl_pool *pool);
 kl_status kl_cross_entropy_cost(long rows, int V, int with_grad, kl_cost *out);
 
+// ------------------------------------------------- embedding, conv1d ---
+
+/// out: (n, d) = table[ids]: (V, d) rows. An id outside [0, V) is an error.
+kl_status kl_embedding_fwd(long n, int d, int V, const int32_t *ids, const float *table, float *out, kl_pool *pool);
+/// dtable: (V, d) (+)= the scatter-add of dout: (n, d) rows at ids (rows no id
+/// names are zeroed unless accumulate). Independent of the thread count.
+kl_status kl_embedding_bwd(long n, int d, int V, const int32_t *ids, const float *dout, float *dtable, int accumulate,
+                           kl_pool *pool);
+/// Causal depthwise conv1d with bias (Mamba's, K = 4): x, y: (B, D, L);
+/// weight: (D, K), K <= 64; bias: (D) or NULL.
+///   y[b, c, l] = bias[c] + sum_{k < K} weight[c, k] x[b, c, l - K + 1 + k]   (x = 0 before l = 0)
+kl_status kl_conv1d_fwd(int B, int D, int L, int K, const float *x, const float *weight, const float *bias, float *y,
+                        kl_pool *pool);
+/// dx: (B, D, L), dweight: (D, K), dbias: (D) or NULL, each written (or
+/// added to with accumulate).
+kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float *weight, const float *dy, float *dx,
+                        float *dweight, float *dbias, int accumulate, kl_pool *pool);
+
 // ------------------------------------------------------------ optimizer ---
 
 /// AdamW's hyperparameters. grad_scale multiplies every gradient first (the

@@ -1,0 +1,54 @@
+import CKernels
+
+/// Mamba's causal depthwise conv1d with bias (`kl_conv1d_fwd`/`_bwd`) over
+/// `(B, D, L)`, kernel `(D, K)`, zero-padded on the left.
+public enum CausalConv1D {
+    /// `y[b, c, l] = bias[c] + sum_k weight[c, k] x[b, c, l - K + 1 + k]`.
+    ///
+    /// - Throws: `KernelLabError.shapeMismatch` naming the tensor that does not fit.
+    public static func forward(_ x: Tensor, weight: Tensor, bias: Tensor?, into y: Tensor, pool: ThreadPool? = nil) throws {
+        let (B, D, L, K) = try shapes(x, weight, bias)
+        guard y.shape == x.shape else {
+            throw KernelLabError.shapeMismatch(argument: "y", expected: describeShape(x.shape) + " (x's shape)", got: describeShape(y.shape))
+        }
+        try checkDistinct(outputs: [("y", y)], inputs: [("x", x)])
+        let pool = try pool ?? ThreadPool(threads: 1)
+        let status = withExtendedLifetime((x, weight, bias, y)) {
+            pool.withUnsafePool { kl_conv1d_fwd(B, D, L, K, x.storage.base, weight.storage.base, bias?.storage.base, y.storage.base, $0) }
+        }
+        try check(status, "kl_conv1d_fwd")
+    }
+
+    /// The gradients of `x`, `weight` and (if given) `bias`; `accumulate` adds to them.
+    public static func backward(_ x: Tensor, weight: Tensor, gradOut: Tensor, into dx: Tensor, dWeight: Tensor, dBias: Tensor?,
+                                accumulate: Bool = false, pool: ThreadPool? = nil) throws {
+        let (B, D, L, K) = try shapes(x, weight, dBias)
+        for (name, tensor, shape) in [("gradOut", gradOut, x.shape), ("dx", dx, x.shape), ("dWeight", dWeight, weight.shape)]
+            where tensor.shape != shape {
+            throw KernelLabError.shapeMismatch(argument: name, expected: describeShape(shape), got: describeShape(tensor.shape))
+        }
+        try checkDistinct(outputs: [("dx", dx), ("dWeight", dWeight)], inputs: [("x", x), ("gradOut", gradOut), ("weight", weight)])
+        let pool = try pool ?? ThreadPool(threads: 1)
+        let status = withExtendedLifetime((x, weight, gradOut, dx, dWeight, dBias)) {
+            pool.withUnsafePool {
+                kl_conv1d_bwd(B, D, L, K, x.storage.base, weight.storage.base, gradOut.storage.base, dx.storage.base,
+                              dWeight.storage.base, dBias?.storage.base, accumulate ? 1 : 0, $0)
+            }
+        }
+        try check(status, "kl_conv1d_bwd")
+    }
+
+    private static func shapes(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> (Int32, Int32, Int32, Int32) {
+        guard x.rank == 3, x.shape.allSatisfy({ $0 >= 1 && $0 <= Int(Int32.max) }) else {
+            throw KernelLabError.shapeMismatch(argument: "x", expected: "(B, D, L)", got: describeShape(x.shape))
+        }
+        guard weight.rank == 2, weight.shape[0] == x.shape[1], (1...64).contains(weight.shape[1]) else {
+            throw KernelLabError.shapeMismatch(argument: "weight", expected: "(D=\(x.shape[1]), K) with 1 <= K <= 64",
+                                               got: describeShape(weight.shape))
+        }
+        if let bias, bias.shape != [x.shape[1]] {
+            throw KernelLabError.shapeMismatch(argument: "bias", expected: "(D=\(x.shape[1]),)", got: describeShape(bias.shape))
+        }
+        return (Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(weight.shape[1]))
+    }
+}
