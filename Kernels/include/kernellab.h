@@ -308,6 +308,17 @@ kl_status kl_conv1d_fwd(int B, int D, int L, int K, const float *x, const float 
 kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float *weight, const float *dy, float *dx,
                         float *dweight, float *dbias, int accumulate, kl_pool *pool);
 
+// ------------------------------------------------------------ LSTM cell ---
+
+/// The fused LSTM cell: gates (rows, 4H), the pre-activations [i | f | g | o]
+/// (the two projections' sum); c_prev, c, h: (rows, H).
+///   c = sigmoid(f) c_prev + sigmoid(i) tanh(g);  h = sigmoid(o) tanh(c)
+kl_status kl_lstm_cell_fwd(long rows, long H, const float *gates, const float *c_prev, float *c, float *h, kl_pool *pool);
+/// From dh (rows, H) and dc_next (the gradient reaching c from the next step,
+/// or NULL): dgates (rows, 4H) and dc_prev (rows, H), both written.
+kl_status kl_lstm_cell_bwd(long rows, long H, const float *gates, const float *c_prev, const float *c, const float *dh,
+                           const float *dc_next, float *dgates, float *dc_prev, kl_pool *pool);
+
 // ------------------------------------------------------------ optimizer ---
 
 /// AdamW's hyperparameters. grad_scale multiplies every gradient first (the

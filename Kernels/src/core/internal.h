@@ -184,6 +184,10 @@ typedef struct {
     /// Masked softmax cross-entropy of rows (rows, V) (see kl_cross_entropy).
     void (*xent_rows)(long rows, int V, const float *z, const int32_t *t, const float *mask, float scale, float *loss,
                       float *dz);
+    /// The fused LSTM cell over rows (see kl_lstm_cell_fwd / _bwd).
+    void (*lstm_fwd)(long rows, long H, const float *a, const float *cp, float *c, float *h);
+    void (*lstm_bwd)(long rows, long H, const float *a, const float *cp, const float *c, const float *dh, const float *dcn,
+                     float *da, float *dcp);
 } kl_elementwise_ops;
 
 const kl_elementwise_ops *kl_elementwise_ops_for(kl_isa isa);

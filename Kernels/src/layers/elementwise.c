@@ -360,3 +360,48 @@ kl_status kl_cross_entropy_cost(long rows, int V, int with_grad, kl_cost *out) {
     out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
     return KL_OK;
 }
+
+// -------------------------------------------------------------- LSTM cell ---
+
+typedef struct {
+    const kl_elementwise_ops *ops;
+    long rows, H;
+    const float *a, *cp, *c, *dh, *dcn;
+    float *c_out, *h, *da, *dcp;
+} lstm_ctx;
+
+static void lstm_worker(void *vctx, int tid, int nthreads) {
+    lstm_ctx *x = vctx;
+    long lo = x->rows * tid / nthreads, hi = x->rows * (tid + 1) / nthreads, H = x->H;
+    if (hi <= lo) return;
+    if (x->da)
+        x->ops->lstm_bwd(hi - lo, H, x->a + lo * 4 * H, x->cp + lo * H, x->c + lo * H, x->dh + lo * H,
+                         x->dcn ? x->dcn + lo * H : NULL, x->da + lo * 4 * H, x->dcp + lo * H);
+    else
+        x->ops->lstm_fwd(hi - lo, H, x->a + lo * 4 * H, x->cp + lo * H, x->c_out + lo * H, x->h + lo * H);
+}
+
+static kl_status lstm_check(long rows, long H, kl_pool *pool) {
+    if (rows < 0 || H < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "lstm: need rows >= 0 and H >= 1 (got %ld, %ld)", rows, H);
+    if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "lstm: pool is NULL");
+    return kl_init();
+}
+
+kl_status kl_lstm_cell_fwd(long rows, long H, const float *gates, const float *c_prev, float *c, float *h, kl_pool *pool) {
+    kl_status st = lstm_check(rows, H, pool);
+    if (st != KL_OK || rows == 0) return st;
+    if (!gates || !c_prev || !c || !h) return kl_fail(KL_ERR_INVALID_ARGUMENT, "lstm: a tensor is NULL");
+    lstm_ctx x = {kl_elementwise_ops_for(kl_isa_active()), rows, H, gates, c_prev, NULL, NULL, NULL, c, h, NULL, NULL};
+    kl_pool_run(pool, lstm_worker, &x);
+    return KL_OK;
+}
+
+kl_status kl_lstm_cell_bwd(long rows, long H, const float *gates, const float *c_prev, const float *c, const float *dh,
+                           const float *dc_next, float *dgates, float *dc_prev, kl_pool *pool) {
+    kl_status st = lstm_check(rows, H, pool);
+    if (st != KL_OK || rows == 0) return st;
+    if (!gates || !c_prev || !c || !dh || !dgates || !dc_prev) return kl_fail(KL_ERR_INVALID_ARGUMENT, "lstm: a tensor is NULL");
+    lstm_ctx x = {kl_elementwise_ops_for(kl_isa_active()), rows, H, gates, c_prev, c, dh, dc_next, NULL, NULL, dgates, dc_prev};
+    kl_pool_run(pool, lstm_worker, &x);
+    return KL_OK;
+}
