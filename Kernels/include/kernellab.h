@@ -307,6 +307,10 @@ kl_status kl_conv1d_fwd(int B, int D, int L, int K, const float *x, const float 
 /// added to with accumulate).
 kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float *weight, const float *dy, float *dx,
                         float *dweight, float *dbias, int accumulate, kl_pool *pool);
+/// Costs: the embedding moves rows (backward: n d adds); the conv does 2 K
+/// FLOPs per output forward, 4 K backward.
+kl_status kl_embedding_cost(long n, int d, kl_pass pass, kl_cost *out);
+kl_status kl_conv1d_cost(int B, int D, int L, int K, kl_pass pass, kl_cost *out);
 
 // ------------------------------------------------------------ LSTM cell ---
 
@@ -318,6 +322,8 @@ kl_status kl_lstm_cell_fwd(long rows, long H, const float *gates, const float *c
 /// or NULL): dgates (rows, 4H) and dc_prev (rows, H), both written.
 kl_status kl_lstm_cell_bwd(long rows, long H, const float *gates, const float *c_prev, const float *c, const float *dh,
                            const float *dc_next, float *dgates, float *dc_prev, kl_pool *pool);
+/// 5 exps per unit each way (3 sigmoids, 2 tanh); FLOPs and bytes as the code states.
+kl_status kl_lstm_cell_cost(long rows, long H, kl_pass pass, kl_cost *out);
 
 // ------------------------------------------------------------ optimizer ---
 

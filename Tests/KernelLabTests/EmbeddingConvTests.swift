@@ -87,5 +87,8 @@ final class EmbeddingConvTests: XCTestCase {
                         try CausalConv1D.forward(x, weight: try Tensor(shape: [4, 4]), bias: nil, into: y))
         XCTAssertThrows(.invalidArgument(argument: "y", reason: "must not share memory with 'x'"),
                         try CausalConv1D.forward(x, weight: w, bias: nil, into: x))
+        let conv = try CausalConv1D.cost(batch: B, channels: D, length: L, kernel: K, pass: .forward)
+        XCTAssertEqual(conv.flops, Double(2 * K * B * D * L))
+        XCTAssertEqual(try Embedding.cost(count: 6, dim: 19, pass: .backward).flops, 6 * 19)
     }
 }

@@ -51,6 +51,7 @@ final class LSTMCellTests: XCTestCase {
                 }
             }
         }
+        XCTAssertEqual(try LSTMCell.cost(rows: 2, hidden: 8, pass: .forward).exps, 80)
         XCTAssertThrows(.shapeMismatch(argument: "gates", expected: "(rows, 4H)", got: "(2, 6)"),
                         try LSTMCell.forward(gates: try Tensor(shape: [2, 6]), cPrev: try Tensor(shape: [2, 1]),
                                              c: try Tensor(shape: [2, 1]), h: try Tensor(shape: [2, 1])))

@@ -95,3 +95,14 @@ kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float 
     kl_pool_run(pool, conv_bwd_worker, &c);
     return KL_OK;
 }
+
+kl_status kl_conv1d_cost(int B, int D, int L, int K, kl_pass pass, kl_cost *out) {
+    if (!out || B < 1 || D < 1 || L < 1 || K < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d cost: bad shape or NULL out");
+    double e = (double)B * D * L;
+    int b = pass == KL_PASS_BACKWARD;
+    out->flops = e * (b ? 4.0 : 2.0) * K;
+    out->exps = 0;
+    out->min_bytes = 4.0 * e * (b ? 3.0 : 2.0) + 4.0 * (double)D * (K + 1) * (b ? 2.0 : 1.0);
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
+    return KL_OK;
+}

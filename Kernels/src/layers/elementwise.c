@@ -405,3 +405,19 @@ kl_status kl_lstm_cell_bwd(long rows, long H, const float *gates, const float *c
     kl_pool_run(pool, lstm_worker, &x);
     return KL_OK;
 }
+
+// Per unit: forward 3 sigmoids and 2 tanh (an exp and a division each: 5
+// exps) and 4 FLOPs of the state update; backward the same 5 exps again
+// (recomputed, nothing saved but c) and about 20 FLOPs. Bytes: gates, c_prev
+// read and c, h written (forward: 4H + H + 2H per row); gates, c_prev, c, dh,
+// dc_next read and dgates, dc_prev written (backward).
+kl_status kl_lstm_cell_cost(long rows, long H, kl_pass pass, kl_cost *out) {
+    if (!out || rows < 0 || H < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "lstm cost: need out, rows >= 0, H >= 1");
+    double u = (double)rows * H;
+    int b = pass == KL_PASS_BACKWARD;
+    out->exps = 5.0 * u;
+    out->flops = u * (b ? 30.0 : 19.0);
+    out->min_bytes = 4.0 * u * (b ? 4 + 1 + 1 + 1 + 1 + 4 + 1 : 4 + 1 + 2);
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
+    return KL_OK;
+}

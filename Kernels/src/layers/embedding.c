@@ -63,3 +63,14 @@ kl_status kl_embedding_bwd(long n, int d, int V, const int32_t *ids, const float
     kl_pool_run(pool, embed_bwd_worker, &c);
     return KL_OK;
 }
+
+kl_status kl_embedding_cost(long n, int d, kl_pass pass, kl_cost *out) {
+    if (!out || n < 0 || d < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "embedding cost: need out, n >= 0, d >= 1");
+    double e = (double)n * d;
+    out->flops = pass == KL_PASS_BACKWARD ? e : 0;  // the scatter's adds
+    out->exps = 0;
+    // Forward: the rows read and out written; backward: dout read, the table's rows read and written.
+    out->min_bytes = (pass == KL_PASS_BACKWARD ? 12.0 : 8.0) * e + 4.0 * (double)n;
+    out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
+    return KL_OK;
+}

@@ -52,3 +52,13 @@ public enum CausalConv1D {
         return (Int32(x.shape[0]), Int32(x.shape[1]), Int32(x.shape[2]), Int32(weight.shape[1]))
     }
 }
+
+extension CausalConv1D {
+    /// FLOPs and bytes of one call on `(batch, channels, length)` with kernel width `kernel`.
+    public static func cost(batch: Int, channels: Int, length: Int, kernel: Int, pass: KernelPass) throws -> KernelCost {
+        var cost = kl_cost()
+        try check(kl_conv1d_cost(Int32(clamping: batch), Int32(clamping: channels), Int32(clamping: length), Int32(clamping: kernel),
+                                 pass.cValue, &cost), "kl_conv1d_cost")
+        return KernelCost(cost)
+    }
+}

@@ -56,3 +56,12 @@ public enum Embedding {
         try check(status, operation)
     }
 }
+
+extension Embedding {
+    /// FLOPs and bytes of one call over `count` ids of width `dim`.
+    public static func cost(count: Int, dim: Int, pass: KernelPass) throws -> KernelCost {
+        var cost = kl_cost()
+        try check(kl_embedding_cost(count, Int32(clamping: dim), pass.cValue, &cost), "kl_embedding_cost")
+        return KernelCost(cost)
+    }
+}

@@ -51,3 +51,12 @@ public enum LSTMCell {
         return (rows, H)
     }
 }
+
+extension LSTMCell {
+    /// FLOPs, exps and bytes of one call on `rows` rows of `hidden` units.
+    public static func cost(rows: Int, hidden: Int, pass: KernelPass) throws -> KernelCost {
+        var cost = kl_cost()
+        try check(kl_lstm_cell_cost(rows, hidden, pass.cValue, &cost), "kl_lstm_cell_cost")
+        return KernelCost(cost)
+    }
+}
