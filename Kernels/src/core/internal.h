@@ -95,6 +95,22 @@ kl_status kl_check_workspace(const void *ws, size_t have, size_t need);
 #define KL_LN2 0.6931471805599453f
 
 static inline size_t kl_round_up(size_t x, size_t a) { return (x + a - 1) / a * a; }
+
+/// Thread tid's share [lo, hi) of n items: contiguous, sizes differing by at most one.
+static inline void kl_split(long n, int tid, int nthreads, long *lo, long *hi) {
+    *lo = n * tid / nthreads;
+    *hi = n * (tid + 1) / nthreads;
+}
+
+/// Whether [a, a + abytes) and [b, b + bbytes) share a byte (NULL or empty: no).
+static inline int kl_overlap(const void *a, size_t abytes, const void *b, size_t bbytes) {
+    uintptr_t x = (uintptr_t)a, y = (uintptr_t)b;
+    return a && b && abytes && bbytes && x < y + bbytes && y < x + abytes;
+}
+/// The same for two buffers of n floats.
+static inline int kl_overlap_n(const float *a, const float *b, long n) {
+    return n > 0 && kl_overlap(a, (size_t)n * sizeof(float), b, (size_t)n * sizeof(float));
+}
 static inline int kl_min(int a, int b) { return a < b ? a : b; }
 static inline int kl_max(int a, int b) { return a > b ? a : b; }
 

@@ -26,11 +26,6 @@ static size_t gemm_extent(int rows, int cols, long ld) {
     return rows > 0 && cols > 0 ? ((size_t)(rows - 1) * (size_t)ld + (size_t)cols) * sizeof(float) : 0;
 }
 
-static int gemm_overlap(const void *x, size_t nx, const void *y, size_t ny) {
-    const char *a = x, *b = y;
-    return nx && ny && a < b + ny && b < a + nx;
-}
-
 kl_status kl_gemm(kl_trans ta, kl_trans tb, int m, int n, int k, float alpha, const float *a, long lda,
                   const float *b, long ldb, float beta, float *c, long ldc, kl_pool *pool) {
     if (ta != KL_NO_TRANS && ta != KL_TRANS) return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: ta must be KL_NO_TRANS or KL_TRANS");
@@ -53,8 +48,8 @@ kl_status kl_gemm(kl_trans ta, kl_trans tb, int m, int n, int k, float alpha, co
     if (!c) return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: c is NULL");
     if (k > 0 && (!a || !b)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: %s is NULL", a ? "b" : "a");
     size_t cx = gemm_extent(m, n, ldc);
-    if (k > 0 && (gemm_overlap(c, cx, a, gemm_extent(ar, ac, lda)) || gemm_overlap(c, cx, b, gemm_extent(br, bc, ldb))))
-        return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: c overlaps %s", gemm_overlap(c, cx, a, gemm_extent(ar, ac, lda)) ? "a" : "b");
+    if (k > 0 && kl_overlap(c, cx, a, gemm_extent(ar, ac, lda))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: c overlaps a");
+    if (k > 0 && kl_overlap(c, cx, b, gemm_extent(br, bc, ldb))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "gemm: c overlaps b");
     if (k == 0 || alpha == 0.0f) {
         // No product: c = beta c (0 writes zeros, as BLAS's beta = 0 does).
         for (int i = 0; i < m; i++) {

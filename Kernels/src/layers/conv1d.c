@@ -18,9 +18,10 @@ typedef struct {
 
 static void conv_fwd_worker(void *vctx, int tid, int nthreads) {
     conv_ctx *c = vctx;
-    int c0 = (int)((long)c->D * tid / nthreads), c1 = (int)((long)c->D * (tid + 1) / nthreads);
+    long c0, c1;
+    kl_split(c->D, tid, nthreads, &c0, &c1);
     for (int b = 0; b < c->B; b++)
-        for (int ch = c0; ch < c1; ch++) {
+        for (int ch = (int)c0; ch < (int)c1; ch++) {
             const float *x = c->x + ((long)b * c->D + ch) * c->L, *w = c->w + (long)ch * c->K;
             float *y = c->y + ((long)b * c->D + ch) * c->L;
             float bias = c->bias ? c->bias[ch] : 0.0f;
@@ -37,8 +38,9 @@ static void conv_fwd_worker(void *vctx, int tid, int nthreads) {
 
 static void conv_bwd_worker(void *vctx, int tid, int nthreads) {
     conv_ctx *c = vctx;
-    int c0 = (int)((long)c->D * tid / nthreads), c1 = (int)((long)c->D * (tid + 1) / nthreads);
-    for (int ch = c0; ch < c1; ch++) {
+    long c0, c1;
+    kl_split(c->D, tid, nthreads, &c0, &c1);
+    for (int ch = (int)c0; ch < (int)c1; ch++) {
         const float *w = c->w + (long)ch * c->K;
         float *dw = c->dw + (long)ch * c->K;
         double dws[64] = {0}, dbs = 0;  // K <= 64, checked; sums of all batches in double
@@ -77,7 +79,7 @@ kl_status kl_conv1d_fwd(int B, int D, int L, int K, const float *x, const float 
     kl_status st = conv_check(B, D, L, K, x, weight, y, pool);
     if (st != KL_OK) return st;
     long n = (long)B * D * L;
-    if (y < x + n && x < y + n) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d: y overlaps x");
+    if (kl_overlap_n(y, x, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d: y overlaps x");
     conv_ctx c = {B, D, L, K, 0, x, weight, bias, NULL, y, NULL, NULL, NULL};
     kl_pool_run(pool, conv_fwd_worker, &c);
     return KL_OK;
@@ -89,7 +91,7 @@ kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float 
     if (st != KL_OK) return st;
     if (!dy || !dweight) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d: dy or dweight is NULL");
     long n = (long)B * D * L;
-    if ((dx < x + n && x < dx + n) || (dx < dy + n && dy < dx + n))
+    if (kl_overlap_n(dx, x, n) || kl_overlap_n(dx, dy, n))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d: dx overlaps x or dy");
     conv_ctx c = {B, D, L, K, accumulate != 0, x, weight, NULL, dy, NULL, dx, dweight, dbias};
     kl_pool_run(pool, conv_bwd_worker, &c);

@@ -32,14 +32,16 @@ static void act_worker(void *vctx, int tid, int nthreads) {
     else c->ops->act_fwd(c->kind, hi - lo, c->x + lo, c->y + lo);
 }
 
-static int act_overlap(const float *a, const float *b, long n) {
-    return a != b && a < b + n && b < a + n;
-}
-
-static kl_status act_check(kl_activation kind, long n, const void *x, const void *out, kl_pool *pool) {
+static kl_status act_kind_check(kl_activation kind, long n) {
     if (kind != KL_ACT_SILU && kind != KL_ACT_GELU_TANH && kind != KL_ACT_SOFTPLUS)
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: unknown kind %d", (int)kind);
     if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: n must be >= 0 (got %ld)", n);
+    return KL_OK;
+}
+
+static kl_status act_check(kl_activation kind, long n, const void *x, const void *out, kl_pool *pool) {
+    kl_status st = act_kind_check(kind, n);
+    if (st != KL_OK) return st;
     if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: pool is NULL");
     if (n > 0 && (!x || !out)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: a tensor is NULL");
     return KL_OK;
@@ -49,7 +51,7 @@ kl_status kl_act_fwd(kl_activation kind, long n, const float *x, float *y, kl_po
     kl_status st = kl_init();
     if (st != KL_OK) return st;
     if ((st = act_check(kind, n, x, y, pool)) != KL_OK) return st;
-    if (act_overlap(x, y, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: y overlaps x (only y == x is allowed)");
+    if (x != y && kl_overlap_n(x, y, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: y overlaps x (only y == x is allowed)");
     act_ctx c = {kl_elementwise_ops_for(kl_isa_active()), kind, n, x, NULL, y, 0, 0};
     if (n > 0) kl_pool_run(pool, act_worker, &c);
     return KL_OK;
@@ -61,8 +63,8 @@ kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy
     if (st != KL_OK) return st;
     if ((st = act_check(kind, n, x, dx, pool)) != KL_OK) return st;
     if (n > 0 && !dy) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dy is NULL");
-    if (n > 0 && (act_overlap(dx, x, n) || dx == x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps x");
-    if (act_overlap(dx, dy, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps dy (only dx == dy is allowed)");
+    if (kl_overlap_n(dx, x, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps x");
+    if (dx != dy && kl_overlap_n(dx, dy, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation: dx overlaps dy (only dx == dy is allowed)");
     act_ctx c = {kl_elementwise_ops_for(kl_isa_active()), kind, n, x, dy, dx, 1, accumulate != 0};
     if (n > 0) kl_pool_run(pool, act_worker, &c);
     return KL_OK;
@@ -77,7 +79,7 @@ kl_status kl_act_bwd(kl_activation kind, long n, const float *x, const float *dy
 // Accumulation adds one add per element.
 kl_status kl_act_cost(kl_activation kind, long n, kl_pass pass, int accumulate, kl_cost *out) {
     if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "activation cost: out is NULL");
-    kl_status st = act_check(kind, n, out, out, (kl_pool *)out);
+    kl_status st = act_kind_check(kind, n);
     if (st != KL_OK) return st;
     static const double ops[3][2] = {{5, 9}, {12, 19}, {8, 5}}, exps[3][2] = {{1, 1}, {1, 1}, {2, 1}};
     int b = pass == KL_PASS_BACKWARD;
@@ -123,7 +125,7 @@ kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const k
     static const char *const names[4] = {"p", "g", "m", "v"};
     for (int a = 0; a < 4; a++)
         for (int b = a + 1; b < 4; b++)
-            if (bufs[a] < bufs[b] + n && bufs[b] < bufs[a] + n)
+            if (kl_overlap_n(bufs[a], bufs[b], n))
                 return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: %s and %s overlap", names[a], names[b]);
     // Bias corrections in double: 1 - beta^t loses digits in float for small t.
     double c1 = 1.0 / (1.0 - pow((double)hp->beta1, (double)step)), c2 = 1.0 / (1.0 - pow((double)hp->beta2, (double)step));
@@ -187,15 +189,11 @@ typedef struct {
     float *parts;  // (threads, 2, d): this thread's dw, then db
 } norm_ctx;
 
-static void norm_rows(long rows, int tid, int nthreads, long *lo, long *hi) {
-    *lo = rows * tid / nthreads;
-    *hi = rows * (tid + 1) / nthreads;
-}
 
 static void norm_fwd_worker(void *vctx, int tid, int nthreads) {
     norm_ctx *c = vctx;
     long lo, hi;
-    norm_rows(c->rows, tid, nthreads, &lo, &hi);
+    kl_split(c->rows, tid, nthreads, &lo, &hi);
     if (hi > lo)
         c->ops->norm_fwd(c->rms, hi - lo, c->d, c->x + lo * c->d, c->w, c->b, c->eps, c->y + lo * c->d,
                          c->rms ? NULL : c->mean + lo, c->rstd + lo);
@@ -204,7 +202,7 @@ static void norm_fwd_worker(void *vctx, int tid, int nthreads) {
 static void norm_bwd_worker(void *vctx, int tid, int nthreads) {
     norm_ctx *c = vctx;
     long lo, hi;
-    norm_rows(c->rows, tid, nthreads, &lo, &hi);
+    kl_split(c->rows, tid, nthreads, &lo, &hi);
     float *dw = c->parts + (size_t)tid * 2 * c->d, *db = dw + c->d;
     memset(dw, 0, 2 * (size_t)c->d * sizeof(float));
     if (hi > lo)
@@ -226,7 +224,7 @@ static kl_status norm_fwd(int rms, long rows, int d, const float *x, const float
     if ((st = norm_check(rows, d, x, w, y, pool)) != KL_OK) return st;
     if (!(eps > 0)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: eps must be > 0 (got %g)", eps);
     if (rows > 0 && (!rstd || (!rms && !mean))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: mean or rstd is NULL");
-    if (rows > 0 && y != x && y < x + rows * d && x < y + rows * d)
+    if (y != x && kl_overlap_n(y, x, rows * d))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: y overlaps x (only y == x is allowed)");
     norm_ctx c = {kl_elementwise_ops_for(kl_isa_active()), rms, d, 0, rows, eps, x, w, b, NULL, NULL, NULL, y, mean, rstd, NULL, NULL};
     if (rows > 0) kl_pool_run(pool, norm_fwd_worker, &c);
@@ -255,8 +253,8 @@ static kl_status norm_bwd(int rms, long rows, int d, const float *x, const float
     if ((st = norm_check(rows, d, x, w, dx, pool)) != KL_OK) return st;
     if (!dw || (!rms && !db)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: a weight gradient is NULL");
     if (rows > 0 && (!dy || !rstd || (!rms && !mean))) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dy, mean or rstd is NULL");
-    if (rows > 0 && (dx < x + rows * d && x < dx + rows * d)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dx overlaps x");
-    if (rows > 0 && dx != dy && dx < dy + rows * d && dy < dx + rows * d)
+    if (kl_overlap_n(dx, x, rows * d)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dx overlaps x");
+    if (dx != dy && kl_overlap_n(dx, dy, rows * d))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "norm: dx overlaps dy (only dx == dy is allowed)");
     int T = kl_pool_threads(pool);
     if ((st = kl_check_workspace(ws, ws_bytes, kl_norm_bwd_workspace_bytes(d, T))) != KL_OK) return st;
@@ -318,7 +316,8 @@ typedef struct {
 
 static void xent_worker(void *vctx, int tid, int nthreads) {
     xent_ctx *c = vctx;
-    long lo = c->rows * tid / nthreads, hi = c->rows * (tid + 1) / nthreads;
+    long lo, hi;
+    kl_split(c->rows, tid, nthreads, &lo, &hi);
     if (hi > lo)
         c->ops->xent_rows(hi - lo, c->V, c->z + lo * c->V, c->t + lo, c->mask ? c->mask + lo : NULL, c->scale,
                           c->loss ? c->loss + lo : NULL, c->dz ? c->dz + lo * c->V : NULL);
@@ -334,7 +333,7 @@ kl_status kl_cross_entropy(long rows, int V, const float *logits, const int32_t 
     if (!logits || !targets) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: logits or targets is NULL");
     if (!losses && !dlogits) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: neither losses nor dlogits asked for");
     long n = rows * (long)V;
-    if (dlogits && dlogits != logits && dlogits < logits + n && logits < dlogits + n)
+    if (dlogits != logits && kl_overlap_n(dlogits, logits, n))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy: dlogits overlaps logits (only dlogits == logits is allowed)");
     // Every target a masked-in row reads must be a class: checked before any write.
     for (long r = 0; r < rows; r++)
@@ -372,7 +371,8 @@ typedef struct {
 
 static void lstm_worker(void *vctx, int tid, int nthreads) {
     lstm_ctx *x = vctx;
-    long lo = x->rows * tid / nthreads, hi = x->rows * (tid + 1) / nthreads, H = x->H;
+    long lo, hi, H = x->H;
+    kl_split(x->rows, tid, nthreads, &lo, &hi);
     if (hi <= lo) return;
     if (x->da)
         x->ops->lstm_bwd(hi - lo, H, x->a + lo * 4 * H, x->cp + lo * H, x->c + lo * H, x->dh + lo * H,

@@ -17,21 +17,23 @@ typedef struct {
 
 static void embed_fwd_worker(void *vctx, int tid, int nthreads) {
     embed_ctx *c = vctx;
-    long lo = c->n * tid / nthreads, hi = c->n * (tid + 1) / nthreads;
+    long lo, hi;
+    kl_split(c->n, tid, nthreads, &lo, &hi);
     for (long i = lo; i < hi; i++)
         memcpy(c->dst + i * c->d, c->src + (long)c->ids[i] * c->d, (size_t)c->d * sizeof(float));
 }
 
 static void embed_bwd_worker(void *vctx, int tid, int nthreads) {
     embed_ctx *c = vctx;
-    int c0 = (int)((long)c->d * tid / nthreads), c1 = (int)((long)c->d * (tid + 1) / nthreads);
+    long c0, c1;
+    kl_split(c->d, tid, nthreads, &c0, &c1);
     if (c1 <= c0) return;
     if (!c->accumulate)
         for (int v = 0; v < c->V; v++) memset(c->dst + (long)v * c->d + c0, 0, (size_t)(c1 - c0) * sizeof(float));
     for (long i = 0; i < c->n; i++) {
         float *row = c->dst + (long)c->ids[i] * c->d;
         const float *g = c->src + i * c->d;
-        for (int k = c0; k < c1; k++) row[k] += g[k];
+        for (long k = c0; k < c1; k++) row[k] += g[k];
     }
 }
 
