@@ -247,12 +247,8 @@ public struct RooflinePeer: Codable, Sendable, Equatable {
 
     /// The shape as text, as `RooflinePoint.shapeDescription`.
     public var shapeDescription: String {
-        switch kernel {
-        case .attention:
-            "\(batch)x\(heads ?? 0)x\(seq)x\(kvSeq ?? seq)x\(headDim ?? 0)" + (causal == true ? " causal" : "")
-        case .scan:
-            "\(batch)x\(channels ?? 0)x\(seq)x\(state ?? 0)x\(groups ?? 1)"
-        }
+        rooflineShapeDescription(kernel: kernel, batch: batch, seq: seq, heads: heads, kvSeq: kvSeq, headDim: headDim,
+                                 causal: causal, channels: channels, state: state, groups: groups)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -286,21 +282,7 @@ public struct RooflinePeer: Codable, Sendable, Equatable {
         label = entry.label
         pass = entry.pass
         model = entry.model
-        switch entry.shape {
-        case let .attention(shape, causal):
-            batch = shape.batch
-            seq = shape.queryLength
-            heads = shape.heads
-            kvSeq = shape.keyLength
-            headDim = shape.headDim
-            self.causal = causal
-        case let .scan(shape):
-            batch = shape.batch
-            seq = shape.seqLen
-            channels = shape.channels
-            state = shape.state
-            groups = shape.groups
-        }
+        (batch, seq, heads, kvSeq, headDim, causal, channels, state, groups) = entry.shape.columns
         self.threads = threads
         repeats = entry.repeats
         medianSeconds = entry.medianSeconds

@@ -97,12 +97,8 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
 
     /// The shape as text: "1x8x4096x4096x64 causal" or "1x1024x4096x16x1".
     public var shapeDescription: String {
-        switch kernel {
-        case .attention:
-            "\(batch)x\(heads ?? 0)x\(seq)x\(kvSeq ?? seq)x\(headDim ?? 0)" + (causal == true ? " causal" : "")
-        case .scan:
-            "\(batch)x\(channels ?? 0)x\(seq)x\(state ?? 0)x\(groups ?? 1)"
-        }
+        rooflineShapeDescription(kernel: kernel, batch: batch, seq: seq, heads: heads, kvSeq: kvSeq, headDim: headDim,
+                                 causal: causal, channels: channels, state: state, groups: groups)
     }
 
     enum CodingKeys: String, CodingKey {
@@ -423,6 +419,31 @@ public struct RooflineReport: Codable, Sendable, Equatable {
     ]
 }
 
+extension RooflineCase.Shape {
+    /// The shape as the flat columns of a point or peer row (attention's or
+    /// the scan's; the other kernel's are nil).
+    var columns: (batch: Int, seq: Int, heads: Int?, kvSeq: Int?, headDim: Int?, causal: Bool?,
+                  channels: Int?, state: Int?, groups: Int?) {
+        switch self {
+        case let .attention(shape, causal):
+            (shape.batch, shape.queryLength, shape.heads, shape.keyLength, shape.headDim, causal, nil, nil, nil)
+        case let .scan(shape):
+            (shape.batch, shape.seqLen, nil, nil, nil, nil, shape.channels, shape.state, shape.groups)
+        }
+    }
+}
+
+/// "1x8x4096x4096x64 causal" (B x H x Lq x Lk x d) or "1x1024x4096x16x1" (B x D x L x N x G).
+func rooflineShapeDescription(kernel: RooflineKernel, batch: Int, seq: Int, heads: Int?, kvSeq: Int?, headDim: Int?,
+                              causal: Bool?, channels: Int?, state: Int?, groups: Int?) -> String {
+    switch kernel {
+    case .attention:
+        "\(batch)x\(heads ?? 0)x\(seq)x\(kvSeq ?? seq)x\(headDim ?? 0)" + (causal == true ? " causal" : "")
+    case .scan:
+        "\(batch)x\(channels ?? 0)x\(seq)x\(state ?? 0)x\(groups ?? 1)"
+    }
+}
+
 extension RooflinePoint {
     init(id: String, measurement: RooflineMeasurement, threads: Int, isa: ISA,
          ceilings: RooflineCeilings, caches: SystemInfo.CacheSizes, devices: [AcceleratorProfile]) throws {
@@ -434,21 +455,7 @@ extension RooflinePoint {
         kernel = run.case.shape.kernel
         impl = run.impl
         pass = run.pass
-        switch run.case.shape {
-        case let .attention(shape, causal):
-            batch = shape.batch
-            seq = shape.queryLength
-            heads = shape.heads
-            kvSeq = shape.keyLength
-            headDim = shape.headDim
-            self.causal = causal
-        case let .scan(shape):
-            batch = shape.batch
-            seq = shape.seqLen
-            channels = shape.channels
-            state = shape.state
-            groups = shape.groups
-        }
+        (batch, seq, heads, kvSeq, headDim, causal, channels, state, groups) = run.case.shape.columns
         self.threads = threads
         self.isa = isa
         warmup = run.warmup
