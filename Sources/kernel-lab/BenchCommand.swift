@@ -110,7 +110,7 @@ struct BenchCommand: ParsableCommand {
         defer { try? ISA.set(active) }
         printError("timing the fused kernels on the scalar path too (vector-gain floor)")
         let measurements = try RooflineRunner(threads: threads, seed: seed).measure(fusedOnly, progress: progress)
-        return Dictionary(measurements.map { ("\($0.run.case.label) \($0.run.pass.rawValue) fused", $0.samples.median) },
+        return Dictionary(measurements.map { (BenchCaseResult.id($0.run), $0.samples.median) },
                           uniquingKeysWith: { first, _ in first })
     }
 

@@ -136,6 +136,11 @@ public struct BenchCaseResult: Codable, Sendable, Equatable {
         self.thresholds = thresholds
     }
 
+    /// The id of `run`'s result: "label pass impl".
+    public static func id(_ run: RooflineRun) -> String {
+        "\(run.case.label) \(run.pass.rawValue) \(run.impl.rawValue)"
+    }
+
     /// The timing statistics.
     public var stats: Samples { Samples(seconds: samples) }
     /// Median seconds.
@@ -231,7 +236,7 @@ public struct BenchRun: Codable, Sendable, Equatable {
                 }?.samples.seconds
             }
             results.append(BenchCaseResult(
-                id: "\(run.case.label) \(run.pass.rawValue) \(run.impl.rawValue)", label: run.case.label,
+                id: BenchCaseResult.id(run), label: run.case.label,
                 pass: run.pass, impl: run.impl, samples: measurement.samples.seconds,
                 flops: measurement.cost.flops, dramBytes: measurement.cost.dramBytes,
                 boundGflops: bound, unfusedSamples: unfused, thresholds: run.case.thresholds,
