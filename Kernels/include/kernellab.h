@@ -169,6 +169,23 @@ kl_status kl_attn_bwd(const kl_attn_params *p, kl_impl impl,
 /// backward (recomputed P and the rescale are counted as one each).
 kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
 
+/// Decoding: attention of a few new queries over a KV cache, all heads
+/// (Kernels/src/attention/attention_decode.c). p is the call as kl_attn_fwd
+/// would see it: q_len (<= KL_ATTN_DECODE_MAX_Q) new queries, kv_len keys in
+/// the cache including theirs, the same masks, scale, ALiBi and windows.
+///   q, o: (B, H, q_len, d);  lse: (B, H, q_len) or NULL;
+///   k_cache, v_cache: (B, H, capacity, d), rows [0, kv_len) read, capacity >= kv_len.
+/// Results equal kl_attn_fwd's on the first kv_len rows up to rounding; they
+/// depend on the thread count (a head's keys are split over threads when the
+/// heads do not fill them).
+#define KL_ATTN_DECODE_MAX_Q 64
+size_t kl_attn_decode_workspace_bytes(const kl_attn_params *p, long capacity, int threads);
+kl_status kl_attn_decode(const kl_attn_params *p, long capacity, const float *q, const float *k_cache,
+                         const float *v_cache, float *o, float *lse, void *ws, size_t ws_bytes, kl_pool *pool);
+/// FLOPs 4 d per visible (query, key) pair and one exp each (counted exactly);
+/// bytes: the K and V rows any query sees, once, q, o and lse.
+kl_status kl_attn_decode_cost(const kl_attn_params *p, long capacity, kl_cost *out);
+
 // ------------------------------------------------------- selective scan ---
 
 /// Mamba-1 selective scan.
@@ -232,6 +249,14 @@ kl_status kl_scan_bwd(const kl_scan_params *p, kl_impl impl, const kl_scan_input
 
 /// Cost model (see Kernels/src/scan/scan.c for the conventions).
 kl_status kl_scan_cost(const kl_scan_params *p, kl_impl impl, kl_pass pass, kl_cost *out);
+
+/// One step of the scan (decoding), the state updated in place. p->seq_len
+/// must be 1, so the layouts above read: u, delta, z, out: (B, D);
+/// Bm, C: (B, G, N); state: (B, D, N), h_{t-1} in, h_t out. in->h0 is not
+/// read (state is the initial state). out may be u, delta or z.
+kl_status kl_scan_step(const kl_scan_params *p, const kl_scan_inputs *in, float *state, float *out, kl_pool *pool);
+/// FLOPs and bytes of one step (see Kernels/src/scan/scan_step.c).
+kl_status kl_scan_step_cost(const kl_scan_params *p, kl_cost *out);
 
 // ------------------------------------------------- element-wise activations ---
 
@@ -307,6 +332,11 @@ kl_status kl_conv1d_fwd(int B, int D, int L, int K, const float *x, const float 
 /// added to with accumulate).
 kl_status kl_conv1d_bwd(int B, int D, int L, int K, const float *x, const float *weight, const float *dy, float *dx,
                         float *dweight, float *dbias, int accumulate, kl_pool *pool);
+/// One conv1d step (decoding): x, y: (B, D), one new time step; state:
+/// (B, D, K - 1), the last K - 1 inputs, oldest first (zeros before the
+/// sequence starts), shifted in place to end with x. y may be x.
+kl_status kl_conv1d_step(int B, int D, int K, const float *x, const float *weight, const float *bias, float *state,
+                         float *y, kl_pool *pool);
 /// Costs: the embedding moves rows (backward: n d adds); the conv does 2 K
 /// FLOPs per output forward, 4 K backward.
 kl_status kl_embedding_cost(long n, int d, kl_pass pass, kl_cost *out);

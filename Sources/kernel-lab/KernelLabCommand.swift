@@ -8,5 +8,6 @@ struct KernelLabCommand: ParsableCommand {
         commandName: "kernel-lab",
         abstract: "Measure fused and unfused CPU kernels against OpenBLAS.",
         subcommands: [InfoCommand.self, AttentionCommand.self, ScanCommand.self, RunCommand.self, CeilingsCommand.self,
-                      RooflineCommand.self, TrafficCommand.self, BenchCommand.self, GEMMCommand.self])
+                      RooflineCommand.self, TrafficCommand.self, BenchCommand.self, GEMMCommand.self,
+                      DecodeCommand.self])
 }

@@ -188,6 +188,19 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(bad.stderr.contains("--threads"), bad.stderr)
     }
 
+    /// `kernel-lab decode` prints one row per context and one per step kernel; bad settings are named.
+    func testExecutableDecodeTable() throws {
+        let run = try launch(["decode", "--heads", "2", "--head-dim", "24", "--contexts", "16", "200", "--channels", "40",
+                              "--state", "5", "--threads", "2", "--repeats", "2", "--warmup", "0"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let lines = run.stdout.split(separator: "\n")
+        XCTAssertTrue(lines.contains { $0.hasPrefix("     16 ") } && lines.contains { $0.hasPrefix("    200 ") }, run.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("scan step D40 N5") } && lines.contains { $0.hasPrefix("conv step D40 K4") }, run.stdout)
+        let bad = try launch(["decode", "--contexts", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--contexts must be positive, got 0"), bad.stderr)
+    }
+
     func testExecutableRunAttentionErrors() throws {
         try writeInputs()
         let missing = try launch(["run", "attention", "--q", path("nope.npy"), "--k", path("k.npy"), "--v", path("v.npy"),

@@ -56,6 +56,11 @@ typedef struct {
     float (*dot)(const float *a, const float *b, int n);
     /// y[c] *= s
     void (*scale)(float *y, int n, float s);
+    /// Decoding (one query, keys read in place, nothing packed):
+    /// s[c] = q . k[c * ldk ..] over d, for c < n.
+    void (*dots)(const float *q, const float *k, long ldk, int n, int d, float *s);
+    /// o (d) = alpha o + sum_{c < n} p[c] v[c * ldv ..].
+    void (*pv)(const float *p, const float *v, long ldv, int n, int d, float alpha, float *o);
     /// dst[c * ldd + r] = src[r * lds + c] for r < rows, c < cols (tile packing).
     void (*transpose)(const float *src, int rows, int cols, long lds, float *dst, long ldd);
     // Ceiling kernels (src/ceilings): flops of `iters` FMA-chain iterations;
@@ -82,6 +87,9 @@ void kl_transpose_avx512(const float *src, int rows, int cols, long lds, float *
 // AVX2 streaming kernels, shared by the AVX-512 table (see ops_avx512.c).
 void kl_bw_copy_avx2(float *restrict b, const float *restrict a, size_t n);
 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const float *restrict c, float s, size_t n);
+// AVX2 decoding primitives, shared by the AVX-512 table (see ops_avx512.c).
+void kl_dots_avx2(const float *q, const float *k, long ldk, int n, int d, float *s);
+void kl_pv_avx2(const float *p, const float *v, long ldv, int n, int d, float alpha, float *o);
 #endif
 
 /// Sets the calling thread's error detail and returns `status`.
@@ -174,6 +182,11 @@ typedef struct {
     void (*load_lanes)(float *dst, const float *src, long ld, int nch, int l0, int len);
     /// The inverse: rows [0, nch) of dst at columns [l0, l0 + len) <- src (len, W).
     void (*store_lanes)(float *dst, const float *src, long ld, int nch, int l0, int len);
+    /// One decoding step of nch <= W channels, state-major: per channel c,
+    /// h_c (N) = 2^(dt[c] A_c log2 e) h_c + du[c] B and y[c] = <C, h_c>, with A
+    /// and h (nch, N) rows, B, C (N), y (W).
+    void (*step_block)(int nch, int N, const float *dt, const float *du, const float *A, const float *B, const float *C,
+                       float *h, float *y);
 } kl_scan_ops;
 
 const kl_scan_ops *kl_scan_ops_for(kl_isa isa);

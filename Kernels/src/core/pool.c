@@ -1,6 +1,9 @@
-// A small fork-join thread pool: the caller is thread 0, workers sleep on a
-// condition variable between runs (spinning would steal the other core of a
-// shared 2-core machine). With pinning on, thread t runs on the t-th CPU of
+// A small fork-join thread pool: the caller is thread 0. Between runs a worker
+// spins for a bounded time (KL_POOL_SPIN pauses, tens of microseconds) and then
+// sleeps on a condition variable, and the caller waits for the workers the same
+// way: a wake-up through the kernel costs 15-20 us on the 2-core VMs, more
+// than a decoding step's kernels take, while spinning without bound would
+// steal the other core of a shared machine. With pinning on, thread t runs on the t-th CPU of
 // the NUMA-interleaved order (the caller only while a run lasts).
 #define _GNU_SOURCE  // pthread_setaffinity_np, CPU_SET
 #include "internal.h"
@@ -15,15 +18,24 @@ struct kl_pool {
     pthread_t *workers;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    unsigned long generation;
-    int pending;
-    int stop;
+    _Atomic unsigned long generation;
+    _Atomic int pending;
+    _Atomic int stop;
     int caller_cpu;   // CPU of thread 0 during runs, -1 when not pinning
     void (*fn)(void *, int, int);
     void *ctx;
 };
 
 typedef struct { kl_pool *pool; int tid; int cpu; } kl_worker_arg;
+
+// About 30 us of pause instructions (the pause latency differs by core).
+#define KL_POOL_SPIN 2000
+
+static inline void kl_cpu_relax(void) {
+#if KL_X86
+    __builtin_ia32_pause();
+#endif
+}
 
 static void *kl_worker_main(void *vp) {
     kl_worker_arg arg = *(kl_worker_arg *)vp;
@@ -36,17 +48,24 @@ static void *kl_worker_main(void *vp) {
         pthread_setaffinity_np(pthread_self(), sizeof set, &set);  // best effort
     }
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (p->generation == seen && !p->stop) pthread_cond_wait(&p->start, &p->mu);
-        if (p->stop) break;
-        seen = p->generation;
+        for (int i = 0; i < KL_POOL_SPIN && atomic_load(&p->generation) == seen && !atomic_load(&p->stop); i++)
+            kl_cpu_relax();
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->start, &p->mu);
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load(&p->generation);
         void (*fn)(void *, int, int) = p->fn;
         void *ctx = p->ctx;
         pthread_mutex_unlock(&p->mu);
         fn(ctx, arg.tid, p->threads);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        // The last worker out wakes the caller if it sleeps (under the mutex,
+        // so the wake-up cannot fall between its check and its wait).
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -115,7 +134,7 @@ kl_status kl_pool_create(int threads, kl_pool **out) {
 void kl_pool_destroy(kl_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     for (int t = 1; t < p->threads; t++) pthread_join(p->workers[t], NULL);
@@ -134,8 +153,13 @@ void kl_pool_run(kl_pool *p, void (*fn)(void *, int, int), void *ctx) {
     // of the run, then give its affinity back. Unpinned, it can share a CPU
     // with a pinned worker until the scheduler moves it, which costs short
     // kernels most of their parallel speedup.
+    // Already on that CPU (sched_getcpu reads the vDSO, no system call): left
+    // alone, since the two affinity calls cost ~7 us, more than a decoding
+    // step's kernel, and the scheduler does not move a running thread onto a
+    // busy CPU.
     cpu_set_t saved;
-    int restore = p->caller_cpu >= 0 && pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+    int restore = p->caller_cpu >= 0 && sched_getcpu() != p->caller_cpu &&
+                  pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
     if (restore) {
         cpu_set_t one;
         CPU_ZERO(&one);
@@ -145,13 +169,16 @@ void kl_pool_run(kl_pool *p, void (*fn)(void *, int, int), void *ctx) {
     pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
-    p->pending = p->threads - 1;
-    p->generation++;
+    atomic_store(&p->pending, p->threads - 1);
+    atomic_fetch_add(&p->generation, 1);  // spinning workers see it; sleeping ones get the broadcast
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     fn(ctx, 0, p->threads);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < KL_POOL_SPIN && atomic_load(&p->pending) > 0; i++) kl_cpu_relax();
+    if (atomic_load(&p->pending) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
     if (restore) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
 }

@@ -280,6 +280,65 @@ KL_T256 void kl_bw_triad_avx2(float *restrict a, const float *restrict b, const 
     for (; i < n; i++) a[i] = b[i] + s * c[i];
 }
 
+// s[c] = q . k_c for 8 keys at a time: one q chunk load feeds 8 FMAs, and the
+// 8 accumulators reduce to one vector of 8 sums by a horizontal-add tree
+// (the gemm microkernel would need K^T packed; dot per key pays a full
+// horizontal sum per key).
+KL_T256 void kl_dots_avx2(const float *q, const float *k, long ldk, int n, int d, float *s) {
+    const __m256i mt = tail8(d & 7);
+    const int d8 = d & ~7;
+    int c = 0;
+    for (; c + 8 <= n; c += 8) {
+        const float *kc = k + (long)c * ldk;
+        __m256 a[8];
+        for (int j = 0; j < 8; j++) a[j] = _mm256_setzero_ps();
+        int x = 0;
+        for (; x < d8; x += 8) {
+            __m256 qv = _mm256_loadu_ps(q + x);
+            for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kc + j * ldk + x), a[j]);
+        }
+        if (x < d) {
+            __m256 qv = _mm256_maskload_ps(q + x, mt);
+            for (int j = 0; j < 8; j++) a[j] = _mm256_fmadd_ps(qv, _mm256_maskload_ps(kc + j * ldk + x, mt), a[j]);
+        }
+        // hadd(a0, a1) = [a0 01, a0 23, a1 01, a1 23 | same for the high halves]: after two
+        // levels each 128-bit half holds partial sums of 4 keys; the halves then add.
+        __m256 h01 = _mm256_hadd_ps(a[0], a[1]), h23 = _mm256_hadd_ps(a[2], a[3]);
+        __m256 h45 = _mm256_hadd_ps(a[4], a[5]), h67 = _mm256_hadd_ps(a[6], a[7]);
+        __m256 g0 = _mm256_hadd_ps(h01, h23), g1 = _mm256_hadd_ps(h45, h67);  // keys 0-3 | 0-3, 4-7 | 4-7
+        __m256 lo = _mm256_permute2f128_ps(g0, g1, 0x20), hi = _mm256_permute2f128_ps(g0, g1, 0x31);
+        _mm256_storeu_ps(s + c, _mm256_add_ps(lo, hi));
+    }
+    for (; c < n; c++) s[c] = dot_avx2(q, k + (long)c * ldk, d);
+}
+
+// o = alpha o + sum_c p[c] v_c: o in registers, 64 columns (8 ymm) at a time.
+KL_T256 void kl_pv_avx2(const float *p, const float *v, long ldv, int n, int d, float alpha, float *o) {
+    const __m256 al = _mm256_set1_ps(alpha);
+    for (int x0 = 0; x0 < d; x0 += 64) {
+        int w = kl_min(64, d - x0), nv = (w + 7) / 8;
+        __m256i mk[8];
+        __m256 acc[8];
+        for (int j = 0; j < 8; j++) {
+            mk[j] = tail8(w - 8 * j > 0 ? w - 8 * j : 0);
+            acc[j] = j < nv ? _mm256_mul_ps(al, _mm256_maskload_ps(o + x0 + 8 * j, mk[j])) : _mm256_setzero_ps();
+        }
+        const float *vc = v + x0;
+        if (w == 64) {
+            for (int c = 0; c < n; c++, vc += ldv) {
+                __m256 pc = _mm256_broadcast_ss(p + c);
+                for (int j = 0; j < 8; j++) acc[j] = _mm256_fmadd_ps(pc, _mm256_loadu_ps(vc + 8 * j), acc[j]);
+            }
+        } else {
+            for (int c = 0; c < n; c++, vc += ldv) {
+                __m256 pc = _mm256_broadcast_ss(p + c);
+                for (int j = 0; j < nv; j++) acc[j] = _mm256_fmadd_ps(pc, _mm256_maskload_ps(vc + 8 * j, mk[j]), acc[j]);
+            }
+        }
+        for (int j = 0; j < nv; j++) _mm256_maskstore_ps(o + x0 + 8 * j, mk[j], acc[j]);
+    }
+}
+
 const kl_ops kl_ops_avx2 = {
     .nr = 16,
     // Zen 5 under AVX2 (B=1 H=4 L=2048, fraction of the in-run sgemm,
@@ -299,6 +358,8 @@ const kl_ops kl_ops_avx2 = {
     .dsoftmax = dsoftmax_avx2,
     .dot = dot_avx2,
     .scale = scale_avx2,
+    .dots = kl_dots_avx2,
+    .pv = kl_pv_avx2,
     .transpose = kl_transpose_avx2,
     .peak_fma = peak_fma_avx2,
     .bw_read = bw_read_avx2,

@@ -230,6 +230,8 @@ KL_T512 static float bw_read_avx512(const float *a, size_t n) {
 // DRAM bandwidth than ymm (1 thread, 256 MiB: triad 19.7-20.0 GB/s zmm vs
 // 22.8-27.1 ymm), and a ceiling should be the best the machine sustains.
 // Loads are the other way round (L1 read: 208 GB/s zmm, 158 ymm).
+// The decoding primitives (dots, pv) are the AVX2 ones too, for now: their
+// loops are bound by the cache's bytes, not the vector width.
 
 const kl_ops kl_ops_avx512 = {
     .nr = 64,
@@ -250,6 +252,8 @@ const kl_ops kl_ops_avx512 = {
     .dsoftmax = dsoftmax_avx512,
     .dot = dot_avx512,
     .scale = scale_avx512,
+    .dots = kl_dots_avx2,
+    .pv = kl_pv_avx2,
     .transpose = kl_transpose_avx512,
     .peak_fma = peak_fma_avx512,
     .bw_read = bw_read_avx512,

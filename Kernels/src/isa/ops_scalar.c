@@ -63,6 +63,16 @@ static void scale_scalar(float *y, int n, float s) {
     for (int c = 0; c < n; c++) y[c] *= s;
 }
 
+static void dots_scalar(const float *q, const float *k, long ldk, int n, int d, float *s) {
+    for (int c = 0; c < n; c++) s[c] = dot_scalar(q, k + (long)c * ldk, d);
+}
+
+static void pv_scalar(const float *p, const float *v, long ldv, int n, int d, float alpha, float *o) {
+    for (int x = 0; x < d; x++) o[x] *= alpha;
+    for (int c = 0; c < n; c++)
+        for (int x = 0; x < d; x++) o[x] += p[c] * v[(long)c * ldv + x];
+}
+
 // 8 independent chains of multiply then add (2 flops each): the portable
 // build has no FMA instruction, and fmaf would be a library call.
 static double peak_fma_scalar(long iters, float seed) {
@@ -106,6 +116,8 @@ const kl_ops kl_ops_scalar = {
     .dsoftmax = dsoftmax_scalar,
     .dot = dot_scalar,
     .scale = scale_scalar,
+    .dots = dots_scalar,
+    .pv = pv_scalar,
     .transpose = kl_transpose_scalar,
     .peak_fma = peak_fma_scalar,
     .bw_read = bw_read_scalar,

@@ -108,3 +108,45 @@ kl_status kl_conv1d_cost(int B, int D, int L, int K, kl_pass pass, kl_cost *out)
     out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
     return KL_OK;
 }
+
+// One decoding step: the state holds the last K - 1 inputs (oldest first), so
+//   y = bias + sum_{k < K - 1} w[k] state[k] + w[K - 1] x,  then state <- [state[1:], x]
+// the same sum, in the same order, as the forward's at the sequence's last step.
+typedef struct {
+    int B, D, K;
+    const float *x, *w, *bias;
+    float *state, *y;
+} conv_step_ctx;
+
+static void conv_step_worker(void *vctx, int tid, int nthreads) {
+    conv_step_ctx *c = vctx;
+    long lo, hi;
+    kl_split((long)c->B * c->D, tid, nthreads, &lo, &hi);
+    const int K = c->K;
+    for (long r = lo; r < hi; r++) {
+        int ch = (int)(r % c->D);
+        const float *w = c->w + (long)ch * K;
+        float *st = c->state + r * (K - 1);
+        float xv = c->x[r], s = c->bias ? c->bias[ch] : 0.0f;
+        for (int k = 0; k < K - 1; k++) s += w[k] * st[k];
+        s += w[K - 1] * xv;
+        for (int k = 0; k + 1 < K - 1; k++) st[k] = st[k + 1];
+        if (K > 1) st[K - 2] = xv;
+        c->y[r] = s;
+    }
+}
+
+kl_status kl_conv1d_step(int B, int D, int K, const float *x, const float *weight, const float *bias, float *state,
+                         float *y, kl_pool *pool) {
+    kl_status st = conv_check(B, D, 1, K, x, weight, y, pool);
+    if (st != KL_OK) return st;
+    long n = (long)B * D;
+    if (K > 1 && !state) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d step: state is NULL");
+    if (K > 1 && (kl_overlap(state, (size_t)n * (K - 1) * sizeof(float), x, (size_t)n * sizeof(float)) ||
+                  kl_overlap(state, (size_t)n * (K - 1) * sizeof(float), y, (size_t)n * sizeof(float))))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d step: state overlaps x or y");
+    if (y != x && kl_overlap_n(y, x, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "conv1d step: y partly overlaps x");
+    conv_step_ctx c = {B, D, K, x, weight, bias, state, y};
+    kl_pool_run(pool, conv_step_worker, &c);
+    return KL_OK;
+}

@@ -233,7 +233,7 @@ public enum Attention {
 
     /// Calls `body` with C parameters whose slope and window pointers are
     /// valid only inside `body`.
-    private static func withParameters<R>(
+    static func withParameters<R>(
         _ shape: AttentionShape, _ options: AttentionOptions,
         _ body: (UnsafePointer<kl_attn_params>) throws -> R
     ) throws -> R {

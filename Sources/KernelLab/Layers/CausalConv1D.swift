@@ -38,6 +38,32 @@ public enum CausalConv1D {
         try check(status, "kl_conv1d_bwd")
     }
 
+    /// One decoding step: `x` and `y` are (B, D), the new time step; `state`
+    /// is (B, D, K - 1), the last K - 1 inputs oldest first (zeros at the
+    /// start of a sequence), shifted in place to end with x. Stepping a
+    /// sequence equals `forward` over it.
+    ///
+    /// - Throws: `KernelLabError.shapeMismatch` naming the tensor that does not fit.
+    public static func step(_ x: Tensor, weight: Tensor, bias: Tensor?, state: Tensor, into y: Tensor, pool: ThreadPool? = nil) throws {
+        guard x.rank == 2, x.shape.allSatisfy({ $0 >= 1 && $0 <= Int(Int32.max) }) else {
+            throw KernelLabError.shapeMismatch(argument: "x", expected: "(B, D)", got: describeShape(x.shape))
+        }
+        let (B, D, K) = try (x.shape[0], x.shape[1], shapes(x.reshaped(x.shape + [1]), weight, bias).3)
+        let expected = [("state", state, [B, D, Int(K) - 1]), ("y", y, [B, D])]
+        for (name, tensor, shape) in expected where tensor.shape != shape {
+            throw KernelLabError.shapeMismatch(argument: name, expected: describeShape(shape), got: describeShape(tensor.shape))
+        }
+        try checkDistinct(outputs: [("state", state), ("y", y)], inputs: [("x", x), ("weight", weight)] + (bias.map { [("bias", $0)] } ?? []))
+        let pool = try pool ?? ThreadPool(threads: 1)
+        let status = withExtendedLifetime((x, weight, bias, state, y)) {
+            pool.withUnsafePool {
+                kl_conv1d_step(Int32(B), Int32(D), K, x.storage.base, weight.storage.base, bias?.storage.base, state.storage.base,
+                               y.storage.base, $0)
+            }
+        }
+        try check(status, "kl_conv1d_step")
+    }
+
     private static func shapes(_ x: Tensor, _ weight: Tensor, _ bias: Tensor?) throws -> (Int32, Int32, Int32, Int32) {
         guard x.rank == 3, x.shape.allSatisfy({ $0 >= 1 && $0 <= Int(Int32.max) }) else {
             throw KernelLabError.shapeMismatch(argument: "x", expected: "(B, D, L)", got: describeShape(x.shape))
