@@ -119,6 +119,13 @@ typedef enum { KL_PASS_FORWARD = 0, KL_PASS_BACKWARD = 1 } kl_pass;
 
 // -------------------------------------------------------------- attention ---
 
+/// Tile sizes of the fused kernel (data, not code). Zero fields take the
+/// active ISA's defaults (kl_attn_default_tiles).
+typedef struct {
+    int q_block;    // query rows per work item (forward) / per inner block (backward), 1...65536
+    int kv_block;   // keys per tile, 1...4096 (rounded up to a multiple of 16)
+} kl_attn_tiles;
+
 /// Shape and options of one attention call.
 /// q: (B, H, Lq, d), k and v: (B, H, Lk, d), o: (B, H, Lq, d), lse: (B, H, Lq).
 /// Query i is aligned to the end of the keys: its position is i' = i + Lk - Lq.
@@ -132,19 +139,14 @@ typedef struct {
     float scale;                  // softmax scale; 0 means 1/sqrt(head_dim)
     const float *alibi_slopes;    // (H) or NULL
     const int32_t *windows;       // (H) or NULL; window[h] <= 0 is unlimited
+    /// This call's tiles, or NULL for the defaults. Per call, not per process:
+    /// the workspace sizes of the fused kernels follow them.
+    const kl_attn_tiles *tiles;
 } kl_attn_params;
 
-/// Tile sizes of the fused kernel (data, not code). Zero fields take defaults.
-typedef struct {
-    int q_block;    // query rows per work item (forward) / per inner block (backward)
-    int kv_block;   // keys per tile
-} kl_attn_tiles;
-
 kl_status kl_attn_check(const kl_attn_params *p);
+/// The active ISA's tiles (kl_ops' blocking), which a call with tiles NULL uses.
 void kl_attn_default_tiles(const kl_attn_params *p, kl_attn_tiles *out);
-/// Overrides the default tiles for subsequent calls in this process (for
-/// tuning); pass NULL to restore the defaults.
-void kl_attn_set_tiles(const kl_attn_tiles *t);
 
 size_t kl_attn_fwd_workspace_bytes(const kl_attn_params *p, kl_impl impl, int threads);
 size_t kl_attn_bwd_workspace_bytes(const kl_attn_params *p, kl_impl impl, int threads);
@@ -188,6 +190,12 @@ kl_status kl_attn_decode_cost(const kl_attn_params *p, long capacity, kl_cost *o
 
 // ------------------------------------------------------- selective scan ---
 
+/// Tiles of the fused scan. Zero fields take the defaults (kl_scan_default_tiles).
+typedef struct {
+    int chunk;            // time steps per chunk (the backward checkpoints every chunk), 1...65536
+    int block_channels;   // channels per backward work item, 1...4096 (rounded up to 16 lanes)
+} kl_scan_tiles;
+
 /// Mamba-1 selective scan.
 ///   u, delta, z: (B, D, L); A: (D, N); Bm, C: (B, G, N, L) (G = 1: (B, N, L));
 ///   D, delta_bias: (D); h0, last_state: (B, D, N); out: (B, D, L).
@@ -198,6 +206,10 @@ kl_status kl_attn_decode_cost(const kl_attn_params *p, long capacity, kl_cost *o
 typedef struct {
     int batch, channels, seq_len, state, groups;  // groups >= 1, channels % groups == 0
     int delta_softplus;                           // 0 or 1
+    /// This call's tiles, or NULL for the defaults. Per call, not per process:
+    /// workspace sizes and the layout of the saved chunk states follow them,
+    /// so a backward given saved states takes the tiles of their forward.
+    const kl_scan_tiles *tiles;
 } kl_scan_params;
 
 /// Inputs; D, z, delta_bias and h0 may be NULL (absent).
@@ -217,15 +229,8 @@ typedef struct {
     float *dD, *dz, *ddelta_bias, *dh0;
 } kl_scan_grads;
 
-/// Tiles of the fused scan. Zero fields take defaults.
-typedef struct {
-    int chunk;            // time steps per chunk (the backward checkpoints every chunk)
-    int block_channels;   // channels per work item (multiple of 16 lanes)
-} kl_scan_tiles;
-
 kl_status kl_scan_check(const kl_scan_params *p);
 void kl_scan_default_tiles(const kl_scan_params *p, kl_scan_tiles *out);
-void kl_scan_set_tiles(const kl_scan_tiles *t);
 size_t kl_scan_fwd_workspace_bytes(const kl_scan_params *p, kl_impl impl, int threads);
 size_t kl_scan_bwd_workspace_bytes(const kl_scan_params *p, kl_impl impl, int threads);
 

@@ -20,6 +20,8 @@ private struct AttnCase: CustomStringConvertible {
     var scale: Float = 0
     var alibi: [Float]? = nil
     var windows: [Int32]? = nil
+    /// The fused kernel's tiles for this case (nil: the defaults).
+    var tiles: kl_attn_tiles? = nil
     /// Multiplies q, to push scores to larger magnitudes.
     var qScale: Float = 1
     /// Key j is multiplied by 1 + keyRamp * j / Lk: a positive ramp moves each
@@ -100,11 +102,13 @@ private func optionalPointer<T, R>(_ a: [T]?, _ body: (UnsafePointer<T>?) throws
 private func withParams<R>(_ c: AttnCase, _ body: (UnsafePointer<kl_attn_params>) throws -> R) rethrows -> R {
     try optionalPointer(c.alibi) { slopes in
         try optionalPointer(c.windows) { windows in
-            var p = kl_attn_params(
-                batch: Int32(c.b), heads: Int32(c.h), q_len: Int32(c.lq), kv_len: Int32(c.lk),
-                head_dim: Int32(c.d), causal: c.causal ? 1 : 0, scale: c.scale,
-                alibi_slopes: slopes, windows: windows)
-            return try withUnsafePointer(to: &p) { try body($0) }
+            try optionalPointer(c.tiles.map { [$0] }) { tiles in
+                var p = kl_attn_params(
+                    batch: Int32(c.b), heads: Int32(c.h), q_len: Int32(c.lq), kv_len: Int32(c.lk),
+                    head_dim: Int32(c.d), causal: c.causal ? 1 : 0, scale: c.scale,
+                    alibi_slopes: slopes, windows: windows, tiles: tiles)
+                return try withUnsafePointer(to: &p) { try body($0) }
+            }
         }
     }
 }
@@ -429,7 +433,6 @@ final class AttentionReferenceTests: XCTestCase {
         // Default tiles cover these lengths in one or two tiles; small and odd
         // tiles exercise many KV tiles per row (rescaling at every tile), partial
         // tiles at both ends of a causal/window band, and many query blocks.
-        defer { kl_attn_set_tiles(nil) }
         let slopes = alibiSlopes(3)
         let cases = [
             AttnCase(lq: 77, lk: 130, d: 64, causal: true, seed: 900),
@@ -440,12 +443,12 @@ final class AttentionReferenceTests: XCTestCase {
         ]
         let large = [AttnCase(lq: 40, lk: 260, d: 64, qScale: 8, keyRamp: 4, seed: 905)]
         for (qb, kb) in [(16, 16), (7, 20), (1, 16), (64, 48)] {
-            var tiles = kl_attn_tiles(q_block: Int32(qb), kv_block: Int32(kb))
-            kl_attn_set_tiles(&tiles)
+            let tiles = kl_attn_tiles(q_block: Int32(qb), kv_block: Int32(kb))
+            let tiled = { (cases: [AttnCase]) in cases.map { c -> AttnCase in var c = c; c.tiles = tiles; return c } }
             let label = "tiles q=\(qb) kv=\(kb)"
-            verifyCases(cases, threads: 1, label: label)
-            verifyCases(cases, threads: 2, label: label)
-            verifyCases(large, tol: Tolerances(o: 1e-4, lse: 1e-4, grad: 1e-3), label: label)
+            verifyCases(tiled(cases), threads: 1, label: label)
+            verifyCases(tiled(cases), threads: 2, label: label)
+            verifyCases(tiled(large), tol: Tolerances(o: 1e-4, lse: 1e-4, grad: 1e-3), label: label)
         }
     }
 

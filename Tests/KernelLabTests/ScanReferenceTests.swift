@@ -13,10 +13,20 @@ private enum ScanImpl: CaseIterable, CustomStringConvertible {
     var description: String { self == .fused ? "fused" : "unfused" }
 }
 
-/// Tiles forced through kl_scan_set_tiles (nil: the kernel's defaults).
+/// A case's tiles, passed in its params (nil: the kernel's defaults). The C
+/// struct lives for the whole test run (a few bytes per case), so params may
+/// point at it from anywhere.
 private struct ScanTiles: CustomStringConvertible {
     var chunk: Int
     var block: Int
+    let pointer: UnsafeMutablePointer<kl_scan_tiles>
+
+    init(chunk: Int, block: Int) {
+        (self.chunk, self.block) = (chunk, block)
+        pointer = .allocate(capacity: 1)
+        pointer.initialize(to: kl_scan_tiles(chunk: Int32(chunk), block_channels: Int32(block)))
+    }
+
     var description: String { "tiles=\(chunk)/\(block)" }
 }
 
@@ -35,7 +45,7 @@ private struct ScanCase: CustomStringConvertible {
 
     var params: kl_scan_params {
         kl_scan_params(batch: Int32(b), channels: Int32(d), seq_len: Int32(l), state: Int32(n),
-                       groups: Int32(g), delta_softplus: softplus ? 1 : 0)
+                       groups: Int32(g), delta_softplus: softplus ? 1 : 0, tiles: tiles.map { UnsafePointer($0.pointer) })
     }
 
     var description: String {
@@ -214,18 +224,6 @@ private func withWorkspace<R>(_ bytes: Int, _ body: (UnsafeMutableRawPointer, In
     return try body(ws, bytes)
 }
 
-/// Runs body with the case's tiles in force, then restores the defaults.
-private func withTiles<R>(_ t: ScanTiles?, _ body: () throws -> R) rethrows -> R {
-    if let t {
-        var kt = kl_scan_tiles(chunk: Int32(t.chunk), block_channels: Int32(t.block))
-        kl_scan_set_tiles(&kt)
-    } else {
-        kl_scan_set_tiles(nil)
-    }
-    defer { kl_scan_set_tiles(nil) }
-    return try body()
-}
-
 private struct ScanForward {
     var out, last: [Float]
     var saved: [Float]?
@@ -363,7 +361,7 @@ private func verifyCases(_ cases: [ScanCase], threads: Int = 1, file: StaticStri
         for impl in ScanImpl.allCases {
             let what = "[\(c)] \(impl) T=\(threads) ISA=\(String(cString: kl_isa_name(kl_isa_active())))"
             do {
-                let run = try withTiles(c.tiles) { try runKernel(c, x, impl, threads: threads) }
+                let run = try runKernel(c, x, impl, threads: threads)
                 assertMatches(run, ref, what, file: file, line: line)
                 runs[impl.description] = run
             } catch {
@@ -386,11 +384,9 @@ final class ScanReferenceTests: XCTestCase {
         continueAfterFailure = true
         XCTAssertEqual(kl_init(), KL_OK, lastError())
         originalISA = kl_isa_active()
-        kl_scan_set_tiles(nil)
     }
 
     override func tearDown() {
-        kl_scan_set_tiles(nil)
         _ = kl_isa_set(originalISA)
         super.tearDown()
     }
@@ -560,9 +556,7 @@ final class ScanReferenceTests: XCTestCase {
             let x = makeInputs(c)
             for impl in ScanImpl.allCases {
                 do {
-                    let (one, two) = try withTiles(c.tiles) {
-                        (try runKernel(c, x, impl, threads: 1), try runKernel(c, x, impl, threads: 2))
-                    }
+                    let (one, two) = (try runKernel(c, x, impl, threads: 1), try runKernel(c, x, impl, threads: 2))
                     assertMatches(two, asReference(one), fwdTol: 1e-6, gradTol: 1e-5, "[\(c)] \(impl) T=2 vs T=1")
                 } catch {
                     XCTFail("[\(c)] \(impl): \(error)")
@@ -587,7 +581,7 @@ final class ScanReferenceTests: XCTestCase {
             let ref = referenceRun(c, x)
             for threads in [1, 2] {
                 do {
-                    try withTiles(c.tiles) {
+                    do {  // the case's tiles travel in its params
                         let pool = try ScanPool(threads: threads)
                         let kin = KernelInputs(x)
                         var p = c.params
@@ -644,7 +638,7 @@ final class ScanReferenceTests: XCTestCase {
         let samples = 6
         for c in cases {
             let x = makeInputs(c)
-            try withTiles(c.tiles) {
+            do {  // the case's tiles travel in its params
                 let pool = try ScanPool(threads: 1)
                 let kin = KernelInputs(x)
                 let fusedGrads = try kernelBackward(c, kin, .fused, pool: pool)

@@ -17,6 +17,10 @@ kl_status kl_attn_check(const kl_attn_params *p) {
         for (int h = 0; h < p->heads; h++)
             if (!isfinite(p->alibi_slopes[h]))
                 return kl_fail(KL_ERR_INVALID_ARGUMENT, "alibi_slopes[%d] is not finite", h);
+    if (p->tiles && (p->tiles->q_block < 0 || p->tiles->q_block > 65536 || p->tiles->kv_block < 0 ||
+                     p->tiles->kv_block > 4096))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "tiles must be q_block in 0...65536 and kv_block in 0...4096 (0: default), got %d/%d",
+                       p->tiles->q_block, p->tiles->kv_block);
     // Index arithmetic is done in long; a single head must fit int-sized rows.
     if ((long)p->q_len * p->head_dim > (1L << 31) || (long)p->kv_len * p->head_dim > (1L << 31))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "sequence x head_dim exceeds 2^31 elements");
@@ -45,17 +49,10 @@ void kl_attn_default_tiles(const kl_attn_params *p, kl_attn_tiles *out) {
     out->kv_block = ops->attn_kv_block;
 }
 
-static _Atomic int kl_tile_q, kl_tile_kv;
-
-void kl_attn_set_tiles(const kl_attn_tiles *t) {
-    atomic_store(&kl_tile_q, t ? t->q_block : 0);
-    atomic_store(&kl_tile_kv, t ? t->kv_block : 0);
-}
-
 void kl_attn_tiles_for(const kl_attn_params *p, int *q_block, int *kv_block) {
     kl_attn_tiles t;
     kl_attn_default_tiles(p, &t);
-    int q = atomic_load(&kl_tile_q), kv = atomic_load(&kl_tile_kv);
+    int q = p->tiles ? p->tiles->q_block : 0, kv = p->tiles ? p->tiles->kv_block : 0;
     *q_block = q > 0 ? q : t.q_block;
     *kv_block = kv > 0 ? (int)kl_round_up((size_t)kv, 16) : t.kv_block;
 }

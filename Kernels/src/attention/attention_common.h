@@ -14,7 +14,7 @@ typedef struct {
 } kl_attn_geom;
 
 void kl_attn_geom_init(const kl_attn_params *p, kl_attn_geom *g);
-/// The tiles in force: kl_attn_set_tiles overrides, else the defaults.
+/// The call's tiles: p->tiles where given (zero fields: the defaults).
 void kl_attn_tiles_for(const kl_attn_params *p, int *q_block, int *kv_block);
 
 /// Keys visible to query i of head h form one contiguous range [*lo, *hi)

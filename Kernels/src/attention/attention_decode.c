@@ -199,7 +199,9 @@ static kl_status decode_check(const kl_attn_params *p, long capacity) {
 
 size_t kl_attn_decode_workspace_bytes(const kl_attn_params *p, long capacity, int threads) {
     if (decode_check(p, capacity) != KL_OK || threads < 1 || threads > KL_MAX_THREADS) return 0;
-    int bc = kl_ops_active()->attn_kv_block, S = decode_splits(p, threads, bc);
+    int qb, bc;
+    kl_attn_tiles_for(p, &qb, &bc);  // the key tile; decoding has no query blocks
+    int S = decode_splits(p, threads, bc);
     return (size_t)threads * per_thread_bytes(bc) + kl_round_up(partial_floats(p, S) * sizeof(float), 64);
 }
 
@@ -232,7 +234,8 @@ kl_status kl_attn_decode(const kl_attn_params *p, long capacity, const float *q,
     x.ops = kl_ops_active();
     x.cap = capacity;
     x.q = q; x.k = k_cache; x.v = v_cache; x.o = o; x.lse = lse;
-    x.bc = x.ops->attn_kv_block;
+    int qb;
+    kl_attn_tiles_for(p, &qb, &x.bc);
     x.S = decode_splits(p, threads, x.bc);
     x.ws = ws;
     x.ws_per_thread = per_thread_bytes(x.bc);

@@ -14,6 +14,10 @@ kl_status kl_scan_check(const kl_scan_params *p) {
         return kl_fail(KL_ERR_SHAPE, "channels (%d) must be divisible by groups (%d)", p->channels, p->groups);
     if (p->delta_softplus != 0 && p->delta_softplus != 1)
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "delta_softplus must be 0 or 1");
+    if (p->tiles && (p->tiles->chunk < 0 || p->tiles->chunk > 65536 || p->tiles->block_channels < 0 ||
+                     p->tiles->block_channels > 4096))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "tiles must be chunk in 0...65536 and block_channels in 0...4096 (0: default), got %d/%d",
+                       p->tiles->chunk, p->tiles->block_channels);
     if ((long)p->batch * p->channels * p->seq_len > (1L << 40))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "B*D*L is too large");
     return KL_OK;
@@ -34,17 +38,10 @@ void kl_scan_default_tiles(const kl_scan_params *p, kl_scan_tiles *out) {
     out->block_channels = 64;
 }
 
-static _Atomic int kl_scan_tile_chunk, kl_scan_tile_block;
-
-void kl_scan_set_tiles(const kl_scan_tiles *t) {
-    atomic_store(&kl_scan_tile_chunk, t ? t->chunk : 0);
-    atomic_store(&kl_scan_tile_block, t ? t->block_channels : 0);
-}
-
 void kl_scan_tiles_for(const kl_scan_params *p, int *chunk, int *block_channels) {
     kl_scan_tiles t;
     kl_scan_default_tiles(p, &t);
-    int c = atomic_load(&kl_scan_tile_chunk), b = atomic_load(&kl_scan_tile_block);
+    int c = p->tiles ? p->tiles->chunk : 0, b = p->tiles ? p->tiles->block_channels : 0;
     *chunk = c > 0 ? c : t.chunk;
     *block_channels = b > 0 ? (int)kl_round_up((size_t)b, KL_SCAN_W) : t.block_channels;
 }

@@ -3,7 +3,8 @@
 #define KL_SCAN_COMMON_H
 #include "../core/internal.h"
 
-/// Resolved tiles: time steps per chunk, channels per backward work item.
+/// The call's tiles (p->tiles, zero fields: the defaults): time steps per
+/// chunk, channels per backward work item.
 void kl_scan_tiles_for(const kl_scan_params *p, int *chunk, int *block_channels);
 
 /// Fixed facts of one call.

@@ -219,6 +219,10 @@ public enum Attention {
         if let windows = options.windows, windows.count != heads {
             throw KernelLabError.shapeMismatch(argument: "windows", expected: "(H=\(heads),)", got: describeShape([windows.count]))
         }
+        if let tiles = options.tiles, !(0...65_536).contains(tiles.queryBlock) || !(0...4096).contains(tiles.keyBlock) {
+            throw KernelLabError.invalidArgument(
+                argument: "tiles", reason: "queryBlock must be in 0...65536 and keyBlock in 0...4096 (0: default), got \(tiles.queryBlock)/\(tiles.keyBlock)")
+        }
     }
 
     private static func expect(_ tensor: Tensor, _ shape: [Int], argument: String, expected: String) throws {
@@ -239,14 +243,16 @@ public enum Attention {
     ) throws -> R {
         try withOptionalBuffer(options.alibiSlopes) { slopes in
             try withOptionalBuffer(options.windows) { windows in
-                var params = kl_attn_params(
-                    batch: Int32(shape.batch), heads: Int32(shape.heads),
-                    q_len: Int32(shape.queryLength), kv_len: Int32(shape.keyLength),
-                    head_dim: Int32(shape.headDim),
-                    causal: options.causal ? 1 : 0,
-                    scale: options.scale ?? 0,  // 0 selects 1/sqrt(d) in C
-                    alibi_slopes: slopes, windows: windows)
-                return try withUnsafePointer(to: &params) { try body($0) }
+                try withOptionalBuffer(options.tiles.map { [$0.cValue] }) { tiles in
+                    var params = kl_attn_params(
+                        batch: Int32(shape.batch), heads: Int32(shape.heads),
+                        q_len: Int32(shape.queryLength), kv_len: Int32(shape.keyLength),
+                        head_dim: Int32(shape.headDim),
+                        causal: options.causal ? 1 : 0,
+                        scale: options.scale ?? 0,  // 0 selects 1/sqrt(d) in C
+                        alibi_slopes: slopes, windows: windows, tiles: tiles)
+                    return try withUnsafePointer(to: &params) { try body($0) }
+                }
             }
         }
     }

@@ -12,14 +12,33 @@ public struct AttentionOptions: Sendable, Equatable {
     /// Sliding-window length per head, (H); query i' sees keys with
     /// 0 <= i' - j < window[h]. A window <= 0 is unlimited.
     public var windows: [Int32]?
+    /// The fused kernels' tiles for this call; `nil` takes the active ISA's.
+    public var tiles: AttentionTiles?
 
     /// Creates options; the defaults give plain, non-causal softmax attention.
-    public init(causal: Bool = false, scale: Float? = nil, alibiSlopes: [Float]? = nil, windows: [Int32]? = nil) {
+    public init(causal: Bool = false, scale: Float? = nil, alibiSlopes: [Float]? = nil, windows: [Int32]? = nil,
+                tiles: AttentionTiles? = nil) {
         self.causal = causal
         self.scale = scale
         self.alibiSlopes = alibiSlopes
         self.windows = windows
+        self.tiles = tiles
     }
+}
+
+/// Tile sizes of the fused attention (`kl_attn_tiles`), per call: query rows
+/// per block (1...65536) and keys per tile (1...4096, rounded up to 16); 0
+/// takes the default.
+public struct AttentionTiles: Sendable, Equatable {
+    public var queryBlock: Int
+    public var keyBlock: Int
+
+    public init(queryBlock: Int = 0, keyBlock: Int = 0) {
+        self.queryBlock = queryBlock
+        self.keyBlock = keyBlock
+    }
+
+    var cValue: kl_attn_tiles { kl_attn_tiles(q_block: Int32(clamping: queryBlock), kv_block: Int32(clamping: keyBlock)) }
 }
 
 /// Which implementation of a kernel to run.

@@ -68,12 +68,10 @@ public enum Scan {
     /// The shape of the chunk states a forward saves for the backward:
     /// (B, D, chunks, N), the state before every chunk of the sequence.
     ///
-    /// The chunk length is the kernels' tile, so saved states are valid for
-    /// backward calls made under the same tiles (the defaults unless a tuning
-    /// run changed them with `kl_scan_set_tiles`).
-    public static func savedStatesShape(_ shape: ScanShape) -> [Int] {
-        var params = shape.cParams(ScanOptions())
-        let count = kl_scan_saved_count(&params)
+    /// The chunk length is the call's tile (`options.tiles`, else the
+    /// default), so saved states are valid for backward calls with the same tiles.
+    public static func savedStatesShape(_ shape: ScanShape, options: ScanOptions = ScanOptions()) -> [Int] {
+        let count = shape.withCParams(options) { kl_scan_saved_count($0) }
         return [shape.batch, shape.channels, count / (shape.batch * shape.channels * shape.state), shape.state]
     }
 
@@ -96,7 +94,7 @@ public enum Scan {
         let shape = try self.shape(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias, h0: h0)
         let out = try Tensor(shape: shape.sequenceShape)
         let lastState = try Tensor(shape: shape.stateShape)
-        let saved = saveStates ? try Tensor(shape: savedStatesShape(shape)) : nil
+        let saved = saveStates ? try Tensor(shape: savedStatesShape(shape, options: options)) : nil
         try forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias, h0: h0,
                     into: out, lastState: lastState, saved: saved,
                     options: options, impl: impl, pool: pool, workspace: workspace)
@@ -122,30 +120,32 @@ public enum Scan {
         let shape = try operands.shape()
         try expect(out, shape.sequenceShape, argument: "out", expected: sequenceDescription(shape))
         try expect(lastState, shape.stateShape, argument: "lastState", expected: stateDescription(shape))
-        if let saved { try expectSaved(saved, shape) }
+        if let saved { try expectSaved(saved, shape, options) }
+        try validate(options)
         try checkDistinct(outputs: [("out", out), ("lastState", lastState)] + named("saved", saved),
                           inputs: operands.named)
         try ISA.initialize()  // a bad KERNELLAB_ISA surfaces with its explanation
         let pool = try pool ?? ThreadPool(threads: 1)
 
-        var params = shape.cParams(options)
-        let needed = kl_scan_fwd_workspace_bytes(&params, impl.cValue, Int32(pool.threads))
-        let workspace = try workspace ?? Workspace(bytes: needed)
-        try workspace.ensure(bytes: needed)
-        // The tensors own their storage; keeping them alive for the call
-        // keeps every base pointer valid, and none outlives the call.
-        let status = withExtendedLifetime((out, lastState, saved)) {
-            operands.withUnsafeInputs { inputs in
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        kl_scan_fwd(&params, impl.cValue, inputs,
-                                    out.storage.base, lastState.storage.base, saved?.storage.base,
-                                    scratch.baseAddress, scratch.count, pool)
+        try shape.withCParams(options) { params in
+            let needed = kl_scan_fwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
+            let workspace = try workspace ?? Workspace(bytes: needed)
+            try workspace.ensure(bytes: needed)
+            // The tensors own their storage; keeping them alive for the call
+            // keeps every base pointer valid, and none outlives the call.
+            let status = withExtendedLifetime((out, lastState, saved)) {
+                operands.withUnsafeInputs { inputs in
+                    workspace.withUnsafeMutableRawBufferPointer { scratch in
+                        pool.withUnsafePool { pool in
+                            kl_scan_fwd(params, impl.cValue, inputs,
+                                        out.storage.base, lastState.storage.base, saved?.storage.base,
+                                        scratch.baseAddress, scratch.count, pool)
+                        }
                     }
                 }
             }
+            try check(status, "kl_scan_fwd")
         }
-        try check(status, "kl_scan_fwd")
     }
 
     /// Computes the gradients of the scan into new tensors, given the inputs
@@ -211,7 +211,7 @@ public enum Scan {
         let sequence = sequenceDescription(shape)
         try expect(gradOut, shape.sequenceShape, argument: "gradOut", expected: sequence)
         if let gradLast { try expect(gradLast, shape.stateShape, argument: "gradLast", expected: stateDescription(shape)) }
-        if let saved { try expectSaved(saved, shape) }
+        if let saved { try expectSaved(saved, shape, options) }
         try expect(du, shape.sequenceShape, argument: "du", expected: sequence)
         try expect(ddelta, shape.sequenceShape, argument: "ddelta", expected: sequence)
         try expect(dA, shape.transitionShape, argument: "dA", expected: "(D=\(shape.channels), N=\(shape.state))")
@@ -229,8 +229,9 @@ public enum Scan {
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
 
-        var params = shape.cParams(options)
-        let needed = kl_scan_bwd_workspace_bytes(&params, impl.cValue, Int32(pool.threads))
+        try validate(options)
+        try shape.withCParams(options) { params in
+        let needed = kl_scan_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
         let workspace = try workspace ?? Workspace(bytes: needed)
         try workspace.ensure(bytes: needed)
         // As in forward: the tensors stay alive, so their base pointers stay valid.
@@ -243,7 +244,7 @@ public enum Scan {
             return operands.withUnsafeInputs { inputs in
                 workspace.withUnsafeMutableRawBufferPointer { scratch in
                     pool.withUnsafePool { pool in
-                        kl_scan_bwd(&params, impl.cValue, inputs,
+                        kl_scan_bwd(params, impl.cValue, inputs,
                                     gradOut.storage.base, gradLast.map { UnsafePointer($0.storage.base) },
                                     saved.map { UnsafePointer($0.storage.base) }, &grads,
                                     scratch.baseAddress, scratch.count, pool)
@@ -252,6 +253,7 @@ public enum Scan {
             }
         }
         try check(status, "kl_scan_bwd")
+        }
     }
 
     /// The cost model of one call (`kl_scan_cost`). FLOPs count an exp as
@@ -259,10 +261,11 @@ public enum Scan {
     /// `exps` reports the transcendental evaluations apart.
     ///
     /// - Throws: `KernelLabError` for a C failure.
-    public static func cost(shape: ScanShape, impl: KernelImpl = .fused, pass: KernelPass = .forward) throws -> KernelCost {
-        var params = shape.cParams(ScanOptions())
+    public static func cost(shape: ScanShape, impl: KernelImpl = .fused, pass: KernelPass = .forward,
+                            options: ScanOptions = ScanOptions()) throws -> KernelCost {
+        try validate(options)
         var cost = kl_cost()
-        try check(kl_scan_cost(&params, impl.cValue, pass.cValue, &cost), "kl_scan_cost")
+        try shape.withCParams(options) { try check(kl_scan_cost($0, impl.cValue, pass.cValue, &cost), "kl_scan_cost") }
         return KernelCost(cost)
     }
 
@@ -271,15 +274,18 @@ public enum Scan {
     ///
     /// - Throws: `KernelLabError.invalidArgument` for a bad thread count.
     public static func workspaceBytes(
-        shape: ScanShape, impl: KernelImpl = .fused, pass: KernelPass = .forward, threads: Int = 1
+        shape: ScanShape, impl: KernelImpl = .fused, pass: KernelPass = .forward, threads: Int = 1,
+        options: ScanOptions = ScanOptions()
     ) throws -> Int {
         guard (1...ThreadPool.maxThreads).contains(threads) else {
             throw KernelLabError.invalidArgument(argument: "threads", reason: "must be in 1...\(ThreadPool.maxThreads), got \(threads)")
         }
-        var params = shape.cParams(ScanOptions())
-        return switch pass {
-        case .forward: kl_scan_fwd_workspace_bytes(&params, impl.cValue, Int32(threads))
-        case .backward: kl_scan_bwd_workspace_bytes(&params, impl.cValue, Int32(threads))
+        try validate(options)
+        return shape.withCParams(options) { params in
+            switch pass {
+            case .forward: kl_scan_fwd_workspace_bytes(params, impl.cValue, Int32(threads))
+            case .backward: kl_scan_bwd_workspace_bytes(params, impl.cValue, Int32(threads))
+            }
         }
     }
 
@@ -324,8 +330,15 @@ public enum Scan {
         }
     }
 
-    private static func expectSaved(_ saved: Tensor, _ shape: ScanShape) throws {
-        let expected = savedStatesShape(shape)
+    static func validate(_ options: ScanOptions) throws {
+        if let tiles = options.tiles, !(0...65_536).contains(tiles.chunk) || !(0...4096).contains(tiles.blockChannels) {
+            throw KernelLabError.invalidArgument(
+                argument: "tiles", reason: "chunk must be in 0...65536 and blockChannels in 0...4096 (0: default), got \(tiles.chunk)/\(tiles.blockChannels)")
+        }
+    }
+
+    private static func expectSaved(_ saved: Tensor, _ shape: ScanShape, _ options: ScanOptions) throws {
+        let expected = savedStatesShape(shape, options: options)
         try expect(saved, expected, argument: "saved",
                    expected: "(B=\(expected[0]), D=\(expected[1]), chunks=\(expected[2]), N=\(expected[3]))")
     }

@@ -24,12 +24,13 @@ extension Scan {
         try checkDistinct(outputs: [("state", state), ("out", out)], inputs: inputs)
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
-        var params = shape.cParams(options)
         let status = withExtendedLifetime((u, delta, A, B, C, D, z, deltaBias, state, out)) {
             func pointer(_ t: Tensor?) -> UnsafePointer<Float>? { t.map { UnsafePointer($0.storage.base) } }
             var inputs = kl_scan_inputs(u: pointer(u), delta: pointer(delta), A: pointer(A), B: pointer(B), C: pointer(C),
                                         D: pointer(D), z: pointer(z), delta_bias: pointer(deltaBias), h0: nil)
-            return pool.withUnsafePool { kl_scan_step(&params, &inputs, state.storage.base, out.storage.base, $0) }
+            return shape.withCParams(options) { params in
+                pool.withUnsafePool { kl_scan_step(params, &inputs, state.storage.base, out.storage.base, $0) }
+            }
         }
         try check(status, "kl_scan_step")
     }
@@ -73,9 +74,8 @@ extension Scan {
 
     /// FLOPs and bytes of one step (`kl_scan_step_cost`); `shape.seqLen` must be 1.
     public static func stepCost(shape: ScanShape) throws -> KernelCost {
-        var params = shape.cParams(ScanOptions())
         var cost = kl_cost()
-        try check(kl_scan_step_cost(&params, &cost), "kl_scan_step_cost")
+        try shape.withCParams(ScanOptions()) { try check(kl_scan_step_cost($0, &cost), "kl_scan_step_cost") }
         return KernelCost(cost)
     }
 }

@@ -4,10 +4,28 @@ import CKernels
 public struct ScanOptions: Sendable, Equatable {
     /// Pass delta + delta_bias through softplus before the scan (Mamba does).
     public var deltaSoftplus: Bool
+    /// The fused scan's tiles for this call; `nil` takes the defaults. Saved
+    /// chunk states are laid out by them: a backward given saved states must
+    /// use the tiles of their forward.
+    public var tiles: ScanTiles?
 
     /// Creates options; the default uses delta + delta_bias as given.
-    public init(deltaSoftplus: Bool = false) {
+    public init(deltaSoftplus: Bool = false, tiles: ScanTiles? = nil) {
         self.deltaSoftplus = deltaSoftplus
+        self.tiles = tiles
+    }
+}
+
+/// Tile sizes of the fused scan (`kl_scan_tiles`), per call: time steps per
+/// chunk (1...65536) and channels per backward work item (1...4096, rounded
+/// up to 16); 0 takes the default.
+public struct ScanTiles: Sendable, Equatable {
+    public var chunk: Int
+    public var blockChannels: Int
+
+    public init(chunk: Int = 0, blockChannels: Int = 0) {
+        self.chunk = chunk
+        self.blockChannels = blockChannels
     }
 }
 
@@ -81,12 +99,19 @@ public struct ScanShape: Sendable, Hashable, Codable, CustomStringConvertible {
         case state, groups
     }
 
-    /// The C parameters of a call with this shape.
-    func cParams(_ options: ScanOptions) -> kl_scan_params {
-        kl_scan_params(
-            batch: Int32(batch), channels: Int32(channels), seq_len: Int32(seqLen),
-            state: Int32(state), groups: Int32(groups),
-            delta_softplus: options.deltaSoftplus ? 1 : 0)
+    /// Calls `body` with the C parameters of a call with this shape; the
+    /// tiles pointer in them is valid only inside `body`.
+    func withCParams<R>(_ options: ScanOptions, _ body: (UnsafePointer<kl_scan_params>) throws -> R) rethrows -> R {
+        var tiles = kl_scan_tiles(chunk: Int32(clamping: options.tiles?.chunk ?? 0),
+                                  block_channels: Int32(clamping: options.tiles?.blockChannels ?? 0))
+        return try withUnsafePointer(to: &tiles) { tilesPointer in
+            var params = kl_scan_params(
+                batch: Int32(batch), channels: Int32(channels), seq_len: Int32(seqLen),
+                state: Int32(state), groups: Int32(groups),
+                delta_softplus: options.deltaSoftplus ? 1 : 0,
+                tiles: options.tiles == nil ? nil : tilesPointer)
+            return try withUnsafePointer(to: &params) { try body($0) }
+        }
     }
 }
 
