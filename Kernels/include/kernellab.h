@@ -376,6 +376,11 @@ kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const k
                    kl_pool *pool);
 /// 14 FLOPs and 28 bytes (p, g, m, v read; p, m, v written) per parameter.
 kl_status kl_adamw_cost(long n, kl_cost *out);
+/// The unfused twin of kl_adamw (the same update and checks): four passes
+/// over memory, one per update equation; 48 bytes per parameter.
+kl_status kl_adamw_unfused(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
+                           kl_pool *pool);
+kl_status kl_adamw_unfused_cost(long n, kl_cost *out);
 /// *out = sum of x[i]^2 (in double by blocks; summed over the pool's threads in
 /// a fixed order): the square of a global gradient norm, buffer by buffer.
 kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool);

@@ -38,6 +38,8 @@ struct DecodeCommand: ParsableCommand {
         if warmup < 0 { throw ValidationError("--warmup must be at least 0, got \(warmup)") }
     }
 
+    private func pad(_ text: String, _ width: Int) -> String { text.padding(toLength: max(width, text.count), withPad: " ", startingAt: 0) }
+
     func run() throws {
         var config = DecodeBenchmark.Config()
         (config.batch, config.heads, config.headDim, config.contexts) = (batch, heads, headDim, contexts)
@@ -55,14 +57,14 @@ struct DecodeCommand: ParsableCommand {
         }
         print("context  kv cache    level  decode ms  fwd(Lq=1) ms  fwd/decode   GB/s  of bw   x bytes")
         for row in r.attention {
-            print(String(format: "%7d  %10@  %5@  %9.4f  %12.4f  %9.2fx  %5.1f  ", row.context, formatBytes(row.residentBytes),
-                         row.level.label, row.decode.median * 1e3, row.forward.median * 1e3, row.speedup,
-                         row.bytes / row.decode.median / 1e9) + ofBandwidth(row.bytes, row.decode.median, row.level))
+            print(String(format: "%7d  ", row.context) + pad(formatBytes(row.residentBytes), 10) + "  " + pad(row.level.label, 5)
+                  + String(format: "  %9.4f  %12.4f  %9.2fx  %5.1f  ", row.decode.median * 1e3, row.forward.median * 1e3, row.speedup,
+                           row.bytes / row.decode.median / 1e9) + ofBandwidth(row.bytes, row.decode.median, row.level))
         }
-        print("step                state       step ms   fwd(L=1) ms   GB/s")
+        print("step                state         step ms  fwd(L=1) ms     GB/s")
         for row in r.steps {
-            print(String(format: "%-18@  %10@  %8.4f  %12@  %5.1f", row.name, formatBytes(row.residentBytes), row.step.median * 1e3,
-                         row.forward.map { String(format: "%.4f", $0.median * 1e3) } ?? "-", row.bytes / row.step.median / 1e9))
+            print(pad(row.name, 20) + pad(formatBytes(row.residentBytes), 10) + String(format: "  %8.4f  ", row.step.median * 1e3)
+                  + pad(row.forward.map { String(format: "%.4f", $0.median * 1e3) } ?? "-", 12) + String(format: "  %5.1f", row.bytes / row.step.median / 1e9))
         }
     }
 }

@@ -201,6 +201,20 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(bad.stderr.contains("--contexts must be positive, got 0"), bad.stderr)
     }
 
+    /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
+    func testExecutableLayersTable() throws {
+        let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",
+                              "--repeats", "1", "--warmup", "0"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for name in ["silu forward", "gelu_tanh backward", "layernorm backward", "cross-entropy + gradient", "adamw unfused (4 passes)"] {
+            XCTAssertTrue(run.stdout.contains(name), "\(name) missing: \(run.stdout)")
+        }
+        XCTAssertTrue(run.stdout.contains("adamw: fused over unfused"), run.stdout)
+        let bad = try launch(["layers", "--count", "10", "--dim", "64"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--dim (64) must be <= --count (10)"), bad.stderr)
+    }
+
     func testExecutableRunAttentionErrors() throws {
         try writeInputs()
         let missing = try launch(["run", "attention", "--q", path("nope.npy"), "--k", path("k.npy"), "--v", path("v.npy"),

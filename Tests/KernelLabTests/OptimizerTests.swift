@@ -79,3 +79,26 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(cost.minBytes, 28_000)
     }
 }
+
+/// The unfused AdamW twin computes the fused step's update, pass by pass.
+final class AdamWUnfusedTests: XCTestCase {
+    func testUnfusedTwinEqualsFusedStep() throws {
+        let n = 1000  // ragged against every vector width
+        let p0 = try Tensor.random(shape: [n], seed: 1), g = try Tensor.random(shape: [n], seed: 2)
+        let opt = AdamW(learningRate: 0.01, weightDecay: 0.1)
+        let (pa, ma, va) = try (p0.copy(), Tensor(shape: [n]), Tensor(shape: [n]))
+        let (pb, mb, vb) = try (p0.copy(), Tensor(shape: [n]), Tensor(shape: [n]))
+        for step in 1...3 {
+            try opt.step(parameters: pa, gradients: g, m: ma, v: va, step: step, gradScale: 0.5, pool: try ThreadPool(threads: 2))
+            try opt.step(parameters: pb, gradients: g, m: mb, v: vb, step: step, gradScale: 0.5, impl: .unfused,
+                         pool: try ThreadPool(threads: 3))
+        }
+        XCTAssertLessThan(try pa.maxAbsDifference(pb), 1e-6)
+        XCTAssertLessThan(try ma.maxAbsDifference(mb), 1e-7)
+        XCTAssertLessThan(try va.maxAbsDifference(vb), 1e-7)
+        XCTAssertGreaterThan(try pa.maxAbsDifference(p0), 1e-3)  // it moved
+        XCTAssertEqual(try AdamW.cost(count: n, impl: .unfused).dramBytes, 48.0 * Double(n))
+        XCTAssertThrows(.invalidArgument(argument: "step", reason: "must be >= 1, got 0"),
+                        try opt.step(parameters: pb, gradients: g, m: mb, v: vb, step: 0, impl: .unfused))
+    }
+}

@@ -135,6 +135,62 @@ kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const k
     return KL_OK;
 }
 
+// The unfused twin: one pass over memory per update equation, as a framework
+// without fusion runs them (plain loops; memory-bound, so the ISA does not
+// matter at sizes past the caches):
+//   1. m = b1 m + (1 - b1) s g          reads m, g; writes m
+//   2. v = b2 v + (1 - b2) (s g)^2      reads v, g; writes v
+//   3. p = (1 - lr wd) p                reads p; writes p
+//   4. p -= lr c1 m / (sqrt(c2 v) + eps) reads p, m, v; writes p
+// 48 bytes per parameter against the fused step's 28 (kl_adamw_unfused_cost).
+typedef struct {
+    long n;
+    float *p, *m, *v;
+    const float *g;
+    kl_adamw_lanes h;
+    int pass;
+} adamw_unfused_ctx;
+
+static void adamw_unfused_worker(void *vctx, int tid, int nthreads) {
+    adamw_unfused_ctx *c = vctx;
+    long lo, hi;
+    slice(c->n, tid, nthreads, &lo, &hi);
+    const kl_adamw_lanes h = c->h;
+    float *restrict p = c->p, *restrict m = c->m, *restrict v = c->v;
+    const float *restrict g = c->g;
+    switch (c->pass) {
+    case 0: for (long i = lo; i < hi; i++) m[i] = h.beta1 * m[i] + (1.0f - h.beta1) * (h.grad_scale * g[i]); break;
+    case 1: for (long i = lo; i < hi; i++) { float gg = h.grad_scale * g[i]; v[i] = h.beta2 * v[i] + (1.0f - h.beta2) * gg * gg; } break;
+    case 2: for (long i = lo; i < hi; i++) p[i] *= 1.0f - h.lr * h.weight_decay; break;
+    default: for (long i = lo; i < hi; i++) p[i] -= h.lr * (m[i] * h.c1 / (sqrtf(v[i] * h.c2) + h.eps)); break;
+    }
+}
+
+kl_status kl_adamw_unfused(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
+                           kl_pool *pool) {
+    // The same checks as the fused step: run it on zero parameters to get them.
+    kl_status st = kl_adamw(0, p, g, m, v, hp, step, pool);
+    if (st != KL_OK || n == 0) return st;
+    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: n must be >= 0 (got %ld)", n);
+    if (!p || !g || !m || !v) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: a buffer is NULL");
+    const float *bufs[4] = {p, g, m, v};
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++)
+            if (kl_overlap_n(bufs[a], bufs[b], n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: buffers overlap");
+    double c1 = 1.0 / (1.0 - pow((double)hp->beta1, (double)step)), c2 = 1.0 / (1.0 - pow((double)hp->beta2, (double)step));
+    adamw_unfused_ctx c = {n, p, m, v, g,
+                           {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->grad_scale, (float)c1, (float)c2}, 0};
+    for (c.pass = 0; c.pass < 4; c.pass++) kl_pool_run(pool, adamw_unfused_worker, &c);
+    return KL_OK;
+}
+
+kl_status kl_adamw_unfused_cost(long n, kl_cost *out) {
+    kl_status st = kl_adamw_cost(n, out);
+    if (st != KL_OK) return st;
+    out->min_bytes = out->dram_bytes = out->l3_bytes = out->l2_bytes = 48.0 * (double)n;
+    return KL_OK;
+}
+
 // Per parameter: 3 for g' and m, 4 for v, 7 for the update (a sqrt and a
 // division counted as one each) = 14 FLOPs; p, g, m, v read and p, m, v
 // written: 28 bytes, the whole cost of a memory-bound step.

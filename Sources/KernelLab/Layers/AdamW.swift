@@ -32,8 +32,11 @@ public struct AdamW: Sendable, Equatable {
     /// - Throws: `KernelLabError.shapeMismatch` naming a buffer whose element
     ///   count differs from `parameters`', `.invalidArgument` for shared
     ///   buffers, a step below 1 or hyperparameters out of range.
+    ///
+    /// `impl: .unfused` runs the unfused twin (`kl_adamw_unfused`: four
+    /// passes over memory, one per update equation), for comparison.
     public func step(parameters: Tensor, gradients: Tensor, m: Tensor, v: Tensor, step: Int, gradScale: Float = 1,
-                     pool: ThreadPool? = nil) throws {
+                     impl: KernelImpl = .fused, pool: ThreadPool? = nil) throws {
         for (name, tensor) in [("gradients", gradients), ("m", m), ("v", v)] where tensor.count != parameters.count {
             throw KernelLabError.shapeMismatch(argument: name, expected: "\(parameters.count) elements (parameters')",
                                                got: describeShape(tensor.shape))
@@ -46,17 +49,18 @@ public struct AdamW: Sendable, Equatable {
                                      weight_decay: weightDecay, grad_scale: gradScale)
         let status = withExtendedLifetime((parameters, gradients, m, v)) {
             pool.withUnsafePool {
-                kl_adamw(parameters.count, parameters.storage.base, gradients.storage.base, m.storage.base, v.storage.base,
-                         &params, step, $0)
+                let run = impl == .fused ? kl_adamw : kl_adamw_unfused
+                return run(parameters.count, parameters.storage.base, gradients.storage.base, m.storage.base, v.storage.base,
+                           &params, step, $0)
             }
         }
-        try check(status, "kl_adamw")
+        try check(status, impl == .fused ? "kl_adamw" : "kl_adamw_unfused")
     }
 
     /// FLOPs and bytes of one step over `count` parameters.
-    public static func cost(count: Int) throws -> KernelCost {
+    public static func cost(count: Int, impl: KernelImpl = .fused) throws -> KernelCost {
         var cost = kl_cost()
-        try check(kl_adamw_cost(count, &cost), "kl_adamw_cost")
+        try check(impl == .fused ? kl_adamw_cost(count, &cost) : kl_adamw_unfused_cost(count, &cost), "kl_adamw_cost")
         return KernelCost(cost)
     }
 }
