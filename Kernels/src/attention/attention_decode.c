@@ -169,7 +169,7 @@ static void merge_worker(void *vctx, int tid, int nthreads) {
         if (nan) L = NAN;
         if (L > 0.0f) {
             for (int s = 0; s < S; s++) {
-                if (w[s] == 0.0f) continue;
+                // No skip at weight 0: 0 x NaN keeps a NaN in a far-below split (as one split would).
                 const float *os = x->po + ((bh * S + s) * g->Lq + i) * d;
                 float ws = w[s] / L;
                 for (int c = 0; c < d; c++) o[c] += ws * os[c];

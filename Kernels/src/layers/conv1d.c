@@ -126,7 +126,7 @@ static void conv_step_worker(void *vctx, int tid, int nthreads) {
     for (long r = lo; r < hi; r++) {
         int ch = (int)(r % c->D);
         const float *w = c->w + (long)ch * K;
-        float *st = c->state + r * (K - 1);
+        float *st = K > 1 ? c->state + r * (K - 1) : NULL;  // K = 1 keeps no state (and may pass NULL)
         float xv = c->x[r], s = c->bias ? c->bias[ch] : 0.0f;
         for (int k = 0; k < K - 1; k++) s += w[k] * st[k];
         s += w[K - 1] * xv;
