@@ -108,8 +108,9 @@ static void adamw_worker(void *vctx, int tid, int nthreads) {
     if (hi > lo) c->ops->adamw(hi - lo, c->p + lo, c->g + lo, c->m + lo, c->v + lo, &c->h);
 }
 
-kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
-                   kl_pool *pool) {
+// The checks of an AdamW step (fused or not) and its lanes' hyperparameters.
+static kl_status adamw_prepare(long n, const float *p, const float *g, const float *m, const float *v,
+                               const kl_adamw_params *hp, long step, kl_pool *pool, kl_adamw_lanes *out) {
     kl_status st = kl_init();
     if (st != KL_OK) return st;
     if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: n must be >= 0 (got %ld)", n);
@@ -129,8 +130,16 @@ kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const k
                 return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: %s and %s overlap", names[a], names[b]);
     // Bias corrections in double: 1 - beta^t loses digits in float for small t.
     double c1 = 1.0 / (1.0 - pow((double)hp->beta1, (double)step)), c2 = 1.0 / (1.0 - pow((double)hp->beta2, (double)step));
-    adamw_ctx c = {kl_elementwise_ops_for(kl_isa_active()), n, p, m, v, g,
-                   {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->grad_scale, (float)c1, (float)c2}};
+    *out = (kl_adamw_lanes){hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->grad_scale, (float)c1, (float)c2};
+    return KL_OK;
+}
+
+kl_status kl_adamw(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
+                   kl_pool *pool) {
+    adamw_ctx c = {NULL, n, p, m, v, g, {0}};
+    kl_status st = adamw_prepare(n, p, g, m, v, hp, step, pool, &c.h);  // kl_init first, then the ISA
+    if (st != KL_OK || n == 0) return st;
+    c.ops = kl_elementwise_ops_for(kl_isa_active());
     kl_pool_run(pool, adamw_worker, &c);
     return KL_OK;
 }
@@ -168,18 +177,9 @@ static void adamw_unfused_worker(void *vctx, int tid, int nthreads) {
 
 kl_status kl_adamw_unfused(long n, float *p, const float *g, float *m, float *v, const kl_adamw_params *hp, long step,
                            kl_pool *pool) {
-    // The same checks as the fused step: run it on zero parameters to get them.
-    kl_status st = kl_adamw(0, p, g, m, v, hp, step, pool);
+    adamw_unfused_ctx c = {n, p, m, v, g, {0}, 0};
+    kl_status st = adamw_prepare(n, p, g, m, v, hp, step, pool, &c.h);
     if (st != KL_OK || n == 0) return st;
-    if (n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: n must be >= 0 (got %ld)", n);
-    if (!p || !g || !m || !v) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: a buffer is NULL");
-    const float *bufs[4] = {p, g, m, v};
-    for (int a = 0; a < 4; a++)
-        for (int b = a + 1; b < 4; b++)
-            if (kl_overlap_n(bufs[a], bufs[b], n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "adamw: buffers overlap");
-    double c1 = 1.0 / (1.0 - pow((double)hp->beta1, (double)step)), c2 = 1.0 / (1.0 - pow((double)hp->beta2, (double)step));
-    adamw_unfused_ctx c = {n, p, m, v, g,
-                           {hp->lr, hp->beta1, hp->beta2, hp->eps, hp->weight_decay, hp->grad_scale, (float)c1, (float)c2}, 0};
     for (c.pass = 0; c.pass < 4; c.pass++) kl_pool_run(pool, adamw_unfused_worker, &c);
     return KL_OK;
 }
