@@ -46,7 +46,7 @@ struct DecodeCommand: ParsableCommand {
         (config.channels, config.state) = (channels, state)
         (config.threads, config.repeats, config.warmup) = (threadsOrAllCPUs(threads), repeats, warmup)
         let system = try SystemInfo.current()
-        let profile = try MachineProfile.load(path: MachineProfile.defaultPath(machineID: MachineProfile.machineID(for: system)))
+        let profile = try MachineProfile.load(for: system)
         let r = try DecodeBenchmark.run(config, progress: terminalProgress())
         print("decode kernels, \(system.activeISA.rawValue), \(config.threads) thread(s), B=\(batch) H=\(heads) d=\(headDim)"
               + (profile == nil ? " (no machine profile: run make report for the bandwidth columns)" : ""))

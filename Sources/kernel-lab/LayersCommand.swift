@@ -36,7 +36,7 @@ struct LayersCommand: ParsableCommand {
         (config.count, config.dim, config.vocabulary) = (count, dim, vocabulary)
         (config.threads, config.repeats, config.warmup) = (threadsOrAllCPUs(threads), repeats, warmup)
         let system = try SystemInfo.current()
-        let profile = try MachineProfile.load(path: MachineProfile.defaultPath(machineID: MachineProfile.machineID(for: system)))
+        let profile = try MachineProfile.load(for: system)
         let triad = profile?.bandwidthGBs(.dram, .triad, threads: config.threads)
         let r = try LayersBenchmark.run(config, progress: terminalProgress())
         print("layer kernels, \(system.activeISA.rawValue), \(config.threads) thread(s), \(count) elements"

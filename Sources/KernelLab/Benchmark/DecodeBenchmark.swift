@@ -83,7 +83,7 @@ public enum DecodeBenchmark {
                 try Attention.forward(q: q, k: cache.keys, v: cache.values, into: out, lse: lse, options: options, pool: pool,
                                       workspace: forwardWorkspace)
             }
-            let (d, f) = try alternate(warmup: c.warmup, repeats: c.repeats, decode, forward)
+            let (d, f) = try Benchmark.measureAlternating(warmup: c.warmup, repeats: c.repeats, decode, forward)
             let shape = try Attention.decodeShape(q: q, cache: cache, options: options)
             let bytes = try Attention.decodeCost(shape: shape, capacity: context, options: options).dramBytes
             attention.append(AttentionRow(
@@ -118,7 +118,7 @@ public enum DecodeBenchmark {
             try Scan.forward(u: u1, delta: delta1, A: A, B: B1, C: C1, D: D, z: z1, deltaBias: bias, h0: state,
                              into: out1, lastState: last, options: options, pool: pool, workspace: workspace)
         }
-        let (s, f) = try alternate(warmup: c.warmup, repeats: c.repeats, step, forward)
+        let (s, f) = try Benchmark.measureAlternating(warmup: c.warmup, repeats: c.repeats, step, forward)
         let shape = try Scan.stepShape(u: u, delta: delta, A: A, B: Bm, C: C, D: D, z: z, deltaBias: bias)
         return StepRow(name: "scan step D\(d) N\(n)", step: s, forward: f, bytes: try Scan.stepCost(shape: shape).dramBytes,
                        residentBytes: state.count * 4)
@@ -135,23 +135,5 @@ public enum DecodeBenchmark {
         // x, y once; the state read and written; the weights and bias once.
         let bytes = 4.0 * Double(b * d * 2 + 2 * b * d * (k - 1) + d * (k + 1))
         return StepRow(name: "conv step D\(d) K\(k)", step: s, forward: nil, bytes: bytes, residentBytes: state.count * 4)
-    }
-
-    /// Times `a` and `b` alternately, call by call, so drift hits both alike.
-    static func alternate(warmup: Int, repeats: Int, _ a: () throws -> Void, _ b: () throws -> Void) throws -> (Samples, Samples) {
-        for _ in 0..<warmup {
-            try a()
-            try b()
-        }
-        var sa = [Double](repeating: 0, count: repeats), sb = sa
-        for i in 0..<repeats {
-            var start = Benchmark.monotonicSeconds()
-            try a()
-            sa[i] = Benchmark.monotonicSeconds() - start
-            start = Benchmark.monotonicSeconds()
-            try b()
-            sb[i] = Benchmark.monotonicSeconds() - start
-        }
-        return (Samples(seconds: sa), Samples(seconds: sb))
     }
 }

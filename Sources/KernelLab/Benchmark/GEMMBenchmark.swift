@@ -41,23 +41,12 @@ public enum GEMMBenchmark {
             }
             try check(status, "kl_sgemm")
         }
-        for _ in 0..<warmup {
+        let (gemm, bareSamples) = try Benchmark.measureAlternating(warmup: warmup, repeats: repeats, {
             try GEMM.multiply(a, b, into: c, pool: pool)
-            try bare()
-        }
-        var gemmSeconds = [Double](repeating: 0, count: repeats), bareSeconds = gemmSeconds
-        for index in 0..<repeats {
-            var start = Benchmark.monotonicSeconds()
-            try GEMM.multiply(a, b, into: c, pool: pool)
-            gemmSeconds[index] = Benchmark.monotonicSeconds() - start
-            start = Benchmark.monotonicSeconds()
-            try bare()
-            bareSeconds[index] = Benchmark.monotonicSeconds() - start
-        }
+        }, bare)
         Benchmark.blackHole(c[0])
-        let ratios = Samples(seconds: zip(gemmSeconds, bareSeconds).map { $0 / $1 })
-        let gemm = Samples(seconds: gemmSeconds)
-        return Result(m: m, n: n, k: k, threads: threads, gemm: gemm, bare: Samples(seconds: bareSeconds),
+        let ratios = Samples(seconds: zip(gemm.seconds, bareSamples.seconds).map { $0 / $1 })
+        return Result(m: m, n: n, k: k, threads: threads, gemm: gemm, bare: bareSamples,
                       overhead: ratios.median - 1,
                       gflops: gigaflopsPerSecond(flops: 2 * Double(m) * Double(n) * Double(k), seconds: gemm.median))
     }

@@ -80,7 +80,7 @@ public enum LayersBenchmark {
         let m = try Tensor(shape: [n]), v = try Tensor(shape: [n])
         let opt = AdamW(learningRate: 1e-3)
         var step = 0
-        let (fused, unfused) = try DecodeBenchmark.alternate(warmup: c.warmup, repeats: c.repeats, {
+        let (fused, unfused) = try Benchmark.measureAlternating(warmup: c.warmup, repeats: c.repeats, {
             step += 1
             try opt.step(parameters: p, gradients: g, m: m, v: v, step: step, pool: pool)
         }, {

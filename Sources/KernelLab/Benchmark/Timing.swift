@@ -68,6 +68,30 @@ public enum Benchmark {
         return Samples(seconds: seconds)
     }
 
+    /// Times `a` and `b` alternately, call by call (after `warmup` untimed
+    /// pairs), so drift on a shared machine hits both alike: ratios of the
+    /// two are then measured in the same run.
+    public static func measureAlternating(warmup: Int, repeats: Int, _ a: () throws -> Void,
+                                          _ b: () throws -> Void) throws -> (Samples, Samples) {
+        guard warmup >= 0, repeats >= 1 else {
+            throw KernelLabError.invalidArgument(argument: "repeats", reason: "must be >= 1 (warmup >= 0), got \(repeats)")
+        }
+        for _ in 0..<warmup {
+            try a()
+            try b()
+        }
+        var sa = [Double](repeating: 0, count: repeats), sb = sa
+        for index in 0..<repeats {
+            var start = monotonicSeconds()
+            try a()
+            sa[index] = monotonicSeconds() - start
+            start = monotonicSeconds()
+            try b()
+            sb[index] = monotonicSeconds() - start
+        }
+        return (Samples(seconds: sa), Samples(seconds: sb))
+    }
+
     /// Seconds on CLOCK_MONOTONIC: unaffected by wall-clock adjustments, and
     /// (unlike CLOCK_BOOTTIME) not counting suspended time.
     public static func monotonicSeconds() -> Double {

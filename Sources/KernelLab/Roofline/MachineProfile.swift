@@ -292,6 +292,14 @@ extension MachineProfile {
         return nil
     }
 
+    /// The committed profile of the machine `system` describes
+    /// (`Profiles/machines/<machine-id>.json`), or nil when there is none.
+    ///
+    /// - Throws: as `load(path:)`.
+    public static func load(for system: SystemInfo) throws -> MachineProfile? {
+        try load(path: defaultPath(machineID: machineID(for: system)))
+    }
+
     /// Reads a profile from `path`, or returns nil when there is no file.
     ///
     /// - Throws: `KernelLabError.io` when the file exists but cannot be read

@@ -120,8 +120,8 @@ public enum Scan {
         let shape = try operands.shape()
         try expect(out, shape.sequenceShape, argument: "out", expected: sequenceDescription(shape))
         try expect(lastState, shape.stateShape, argument: "lastState", expected: stateDescription(shape))
+        try validate(options)  // the tiles first: they fix the layout of saved
         if let saved { try expectSaved(saved, shape, options) }
-        try validate(options)
         try checkDistinct(outputs: [("out", out), ("lastState", lastState)] + named("saved", saved),
                           inputs: operands.named)
         try ISA.initialize()  // a bad KERNELLAB_ISA surfaces with its explanation
@@ -211,6 +211,7 @@ public enum Scan {
         let sequence = sequenceDescription(shape)
         try expect(gradOut, shape.sequenceShape, argument: "gradOut", expected: sequence)
         if let gradLast { try expect(gradLast, shape.stateShape, argument: "gradLast", expected: stateDescription(shape)) }
+        try validate(options)  // the tiles first: they fix the layout of saved
         if let saved { try expectSaved(saved, shape, options) }
         try expect(du, shape.sequenceShape, argument: "du", expected: sequence)
         try expect(ddelta, shape.sequenceShape, argument: "ddelta", expected: sequence)
@@ -229,30 +230,29 @@ public enum Scan {
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
 
-        try validate(options)
         try shape.withCParams(options) { params in
-        let needed = kl_scan_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
-        let workspace = try workspace ?? Workspace(bytes: needed)
-        try workspace.ensure(bytes: needed)
-        // As in forward: the tensors stay alive, so their base pointers stay valid.
-        let status = withExtendedLifetime((gradOut, gradLast, saved, outputs)) {
-            var grads = kl_scan_grads(
-                du: du.storage.base, ddelta: ddelta.storage.base, dA: dA.storage.base,
-                dB: dB.storage.base, dC: dC.storage.base,
-                dD: dD?.storage.base, dz: dz?.storage.base,
-                ddelta_bias: ddeltaBias?.storage.base, dh0: dh0?.storage.base)
-            return operands.withUnsafeInputs { inputs in
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        kl_scan_bwd(params, impl.cValue, inputs,
-                                    gradOut.storage.base, gradLast.map { UnsafePointer($0.storage.base) },
-                                    saved.map { UnsafePointer($0.storage.base) }, &grads,
-                                    scratch.baseAddress, scratch.count, pool)
+            let needed = kl_scan_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
+            let workspace = try workspace ?? Workspace(bytes: needed)
+            try workspace.ensure(bytes: needed)
+            // As in forward: the tensors stay alive, so their base pointers stay valid.
+            let status = withExtendedLifetime((gradOut, gradLast, saved, outputs)) {
+                var grads = kl_scan_grads(
+                    du: du.storage.base, ddelta: ddelta.storage.base, dA: dA.storage.base,
+                    dB: dB.storage.base, dC: dC.storage.base,
+                    dD: dD?.storage.base, dz: dz?.storage.base,
+                    ddelta_bias: ddeltaBias?.storage.base, dh0: dh0?.storage.base)
+                return operands.withUnsafeInputs { inputs in
+                    workspace.withUnsafeMutableRawBufferPointer { scratch in
+                        pool.withUnsafePool { pool in
+                            kl_scan_bwd(params, impl.cValue, inputs,
+                                        gradOut.storage.base, gradLast.map { UnsafePointer($0.storage.base) },
+                                        saved.map { UnsafePointer($0.storage.base) }, &grads,
+                                        scratch.baseAddress, scratch.count, pool)
+                        }
                     }
                 }
             }
-        }
-        try check(status, "kl_scan_bwd")
+            try check(status, "kl_scan_bwd")
         }
     }
 
@@ -292,7 +292,7 @@ public enum Scan {
     // MARK: - Validation
 
     /// The inputs of one call; the optional ones are nil when absent.
-    private struct Operands {
+    struct Operands {
         let u, delta, A, B, C: Tensor
         let D, z, deltaBias, h0: Tensor?
 
@@ -320,7 +320,7 @@ public enum Scan {
         }
     }
 
-    private static func named(_ name: String, _ tensor: Tensor?) -> [(String, Tensor)] {
+    static func named(_ name: String, _ tensor: Tensor?) -> [(String, Tensor)] {
         tensor.map { [(name, $0)] } ?? []
     }
 

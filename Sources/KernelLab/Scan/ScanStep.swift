@@ -19,17 +19,16 @@ extension Scan {
         for (name, tensor, expected) in [("state", state, [b, d, n]), ("out", out, [b, d])] where tensor.shape != expected {
             throw KernelLabError.shapeMismatch(argument: name, expected: describeShape(expected), got: describeShape(tensor.shape))
         }
-        let inputs = [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C)]
-            + [("D", D), ("z", z), ("deltaBias", deltaBias)].compactMap { name, t in t.map { (name, $0) } }
-        try checkDistinct(outputs: [("state", state), ("out", out)], inputs: inputs)
+        // The state is the step's h0: in and out, so it is not among the inputs.
+        let operands = Operands(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias, h0: nil)
+        try checkDistinct(outputs: [("state", state), ("out", out)], inputs: operands.named)
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
-        let status = withExtendedLifetime((u, delta, A, B, C, D, z, deltaBias, state, out)) {
-            func pointer(_ t: Tensor?) -> UnsafePointer<Float>? { t.map { UnsafePointer($0.storage.base) } }
-            var inputs = kl_scan_inputs(u: pointer(u), delta: pointer(delta), A: pointer(A), B: pointer(B), C: pointer(C),
-                                        D: pointer(D), z: pointer(z), delta_bias: pointer(deltaBias), h0: nil)
-            return shape.withCParams(options) { params in
-                pool.withUnsafePool { kl_scan_step(params, &inputs, state.storage.base, out.storage.base, $0) }
+        let status = withExtendedLifetime((state, out)) {
+            operands.withUnsafeInputs { inputs in
+                shape.withCParams(options) { params in
+                    pool.withUnsafePool { kl_scan_step(params, inputs, state.storage.base, out.storage.base, $0) }
+                }
             }
         }
         try check(status, "kl_scan_step")
