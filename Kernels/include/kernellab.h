@@ -360,6 +360,34 @@ kl_status kl_lstm_cell_bwd(long rows, long H, const float *gates, const float *c
 /// 5 exps per unit each way (3 sigmoids, 2 tanh); FLOPs and bytes as the code states.
 kl_status kl_lstm_cell_cost(long rows, long H, kl_pass pass, kl_cost *out);
 
+// ------------------------------------------------- linear layer, layouts ---
+
+/// Linear layer on kl_gemm (Kernels/src/layers/linear.c):
+///   x: (rows, in); w: (out, in); b: (out) or NULL; y: (rows, out)
+///   y = x w^T + b, or y += x w^T + b when accumulate (a residual add for free).
+kl_status kl_linear_fwd(long rows, int in, int out, const float *x, const float *w, const float *b, float *y,
+                        int accumulate, kl_pool *pool);
+/// dx: (rows, in) = dy w (+= when accumulate_dx; NULL skips it);
+/// dw: (out, in) += dy^T x;  db: (out) += column sums of dy (NULL skips).
+/// The weight gradients always accumulate: zero them once per step.
+kl_status kl_linear_bwd(long rows, int in, int out, const float *x, const float *w, const float *dy, float *dx,
+                        float *dw, float *db, int accumulate_dx, kl_pool *pool);
+/// The GEMMs' FLOPs and every operand's bytes once (an estimate, as kl_gemm_cost's).
+kl_status kl_linear_cost(long rows, int in, int out, int with_bias, int with_dx, kl_pass pass, kl_cost *cost);
+
+/// Heads in front of time: x: (B, T, P, H, e) -> y: (P, B, H, T, e). P = 3
+/// splits a fused QKV projection into q, k, v (B, H, T, d); P = 2, H = D,
+/// e = 1 turns Mamba's (B, T, 2, D) projection into x and z (B, D, T).
+/// kl_heads_merge is the inverse (and each is the other's backward).
+kl_status kl_heads_split(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool);
+kl_status kl_heads_merge(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool);
+
+/// Rotary positions (GPT-NeoX's rotate_half on the first rot of d dims):
+/// table: (T, rot/2, 2) (cos, sin) of (pos0 + t) base^(-2i/rot).
+kl_status kl_rope_table(int T, int rot, float base, long pos0, float *table);
+/// x: (rows, T, d), rotated in place; inverse = 1 rotates back (the backward).
+kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inverse, float *x, kl_pool *pool);
+
 // ------------------------------------------------------------ optimizer ---
 
 /// AdamW's hyperparameters. grad_scale multiplies every gradient first (the

@@ -1,0 +1,188 @@
+// Linear layer on kl_gemm (the training engine's projections), and the
+// layout moves between a projection's (B, T, ...) rows and the (B, H, T, e)
+// or (B, D, T) layouts the attention and scan kernels read.
+//
+//   x: (rows, in); w: (out, in) (PyTorch's layout); b: (out) or NULL; y: (rows, out)
+//   forward   y (+)= x w^T + b
+//   backward  dx (+)= dy w;  dw += dy^T x;  db += column sums of dy
+// Weight gradients always accumulate (the engine zeroes them once per step,
+// so micro-batches and tied weights add up with no buffer of their own).
+//
+// Cost (kl_linear_cost): the GEMMs' 2 rows in out FLOPs per product (two
+// products backward, one without dx), plus rows out adds for the bias each
+// way; bytes: every operand once (y, dx, dw read too when they accumulate).
+#include "../core/internal.h"
+#include <limits.h>
+#include <string.h>
+
+static kl_status linear_check(long rows, int in, int out, const float *x, const float *w, kl_pool *pool) {
+    if (rows < 0 || rows > INT_MAX || in < 1 || out < 1)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: need 0 <= rows <= %d, in >= 1, out >= 1 (got %ld, %d, %d)",
+                       INT_MAX, rows, in, out);
+    if (!pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: pool is NULL");
+    if (!w || (rows > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: %s is NULL", w ? "x" : "w");
+    return KL_OK;
+}
+
+kl_status kl_linear_fwd(long rows, int in, int out, const float *x, const float *w, const float *b, float *y,
+                        int accumulate, kl_pool *pool) {
+    kl_status st = linear_check(rows, in, out, x, w, pool);
+    if (st != KL_OK) return st;
+    if (rows == 0) return KL_OK;
+    if (!y) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: y is NULL");
+    if (kl_overlap_n(y, b, b ? out : 0)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: y overlaps b");
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (b) {
+        // The bias first, so the product accumulates onto it in one pass.
+        for (long r = 0; r < rows; r++) {
+            float *row = y + r * out;
+            if (accumulate) for (int j = 0; j < out; j++) row[j] += b[j];
+            else memcpy(row, b, (size_t)out * sizeof(float));
+        }
+        beta = 1.0f;
+    }
+    return kl_gemm(KL_NO_TRANS, KL_TRANS, (int)rows, out, in, 1.0f, x, in, w, in, beta, y, out, pool);
+}
+
+kl_status kl_linear_bwd(long rows, int in, int out, const float *x, const float *w, const float *dy, float *dx,
+                        float *dw, float *db, int accumulate_dx, kl_pool *pool) {
+    kl_status st = linear_check(rows, in, out, x, w, pool);
+    if (st != KL_OK) return st;
+    if (!dw) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: dw is NULL");
+    if (rows == 0) return KL_OK;
+    if (!dy) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: dy is NULL");
+    if (dx) {
+        st = kl_gemm(KL_NO_TRANS, KL_NO_TRANS, (int)rows, in, out, 1.0f, dy, out, w, in, accumulate_dx ? 1.0f : 0.0f,
+                     dx, in, pool);
+        if (st != KL_OK) return st;
+    }
+    st = kl_gemm(KL_TRANS, KL_NO_TRANS, out, in, (int)rows, 1.0f, dy, out, x, in, 1.0f, dw, in, pool);
+    if (st != KL_OK) return st;
+    if (db) {
+        if (kl_overlap_n(db, dy, out)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear: db overlaps dy");
+        // Rows in order: the sum does not depend on the thread count.
+        for (long r = 0; r < rows; r++) {
+            const float *g = dy + r * out;
+            for (int j = 0; j < out; j++) db[j] += g[j];
+        }
+    }
+    return KL_OK;
+}
+
+kl_status kl_linear_cost(long rows, int in, int out, int with_bias, int with_dx, kl_pass pass, kl_cost *c) {
+    if (!c || rows < 0 || in < 1 || out < 1)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "linear cost: need out, rows >= 0, in >= 1, out >= 1");
+    double r = (double)rows, io = (double)in * out;
+    c->exps = 0;
+    if (pass == KL_PASS_FORWARD) {
+        c->flops = 2.0 * r * io + (with_bias ? r * out : 0);
+        c->min_bytes = 4.0 * (r * in + io + r * out + (with_bias ? out : 0));
+    } else {
+        c->flops = (with_dx ? 4.0 : 2.0) * r * io + (with_bias ? r * out : 0);
+        // dy, x, w read; dw read and written; dx written; db read and written.
+        c->min_bytes = 4.0 * (r * out + r * in + (with_dx ? io + r * in : 0) + 2.0 * io + (with_bias ? 2.0 * out : 0));
+    }
+    c->dram_bytes = c->l3_bytes = c->l2_bytes = c->min_bytes;  // an estimate, as kl_gemm_cost's
+    return KL_OK;
+}
+
+// ----------------------------------------------------------------- layout ---
+
+typedef struct {
+    int B, T, P, H, e, merge;
+    const float *x;
+    float *y;
+} heads_ctx;
+
+// One work item per (p, b, h): T rows of e floats each.
+static void heads_worker(void *vctx, int tid, int nthreads) {
+    const heads_ctx *c = vctx;
+    long items = (long)c->P * c->B * c->H, lo, hi;
+    kl_split(items, tid, nthreads, &lo, &hi);
+    size_t row = (size_t)c->e * sizeof(float);
+    for (long it = lo; it < hi; it++) {
+        long p = it / ((long)c->B * c->H), b = it / c->H % c->B, h = it % c->H;
+        long packed = it * c->T * c->e;                               // (P, B, H, T, e)
+        long strided = ((b * c->T) * c->P + p) * c->H * c->e + h * c->e; // (B, T, P, H, e) at t = 0
+        long step = (long)c->P * c->H * c->e;
+        for (long t = 0; t < c->T; t++) {
+            if (c->merge) memcpy(c->y + strided + t * step, c->x + packed + t * c->e, row);
+            else memcpy(c->y + packed + t * c->e, c->x + strided + t * step, row);
+        }
+    }
+}
+
+static kl_status heads_run(int merge, int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool) {
+    if (B < 1 || T < 1 || P < 1 || H < 1 || e < 1)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "heads_%s: sizes must be >= 1 (B=%d T=%d P=%d H=%d e=%d)",
+                       merge ? "merge" : "split", B, T, P, H, e);
+    if (!x || !y || !pool) return kl_fail(KL_ERR_INVALID_ARGUMENT, "heads_%s: a pointer is NULL", merge ? "merge" : "split");
+    long n = (long)B * T * P * H * e;
+    if (kl_overlap_n(x, y, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "heads_%s: y overlaps x", merge ? "merge" : "split");
+    heads_ctx c = {B, T, P, H, e, merge, x, y};
+    kl_pool_run(pool, heads_worker, &c);
+    return KL_OK;
+}
+
+kl_status kl_heads_split(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool) {
+    return heads_run(0, B, T, P, H, e, x, y, pool);
+}
+
+kl_status kl_heads_merge(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool) {
+    return heads_run(1, B, T, P, H, e, x, y, pool);
+}
+
+// ------------------------------------------------------------------- RoPE ---
+// Rotary positions, GPT-NeoX's form (rotate_half): the first `rot` of each
+// head's d dimensions are rotated in pairs (i, i + rot/2) by the angle
+// pos * base^(-2i/rot). The table holds (cos, sin) per (t, i), computed once
+// per length (positions are data); the backward is the inverse rotation.
+
+kl_status kl_rope_table(int T, int rot, float base, long pos0, float *table) {
+    if (T < 1 || rot < 2 || rot % 2 || !(base > 1.0f) || pos0 < 0 || !table)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope_table: need T >= 1, even rot >= 2, base > 1, pos0 >= 0, a table");
+    int half = rot / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double angle = (double)(pos0 + t) * pow((double)base, -2.0 * i / rot);
+            table[((long)t * half + i) * 2] = (float)cos(angle);
+            table[((long)t * half + i) * 2 + 1] = (float)sin(angle);
+        }
+    return KL_OK;
+}
+
+typedef struct {
+    long rows;
+    int T, d, rot, inverse;
+    const float *table;
+    float *x;
+} rope_ctx;
+
+static void rope_worker(void *vctx, int tid, int nthreads) {
+    const rope_ctx *c = vctx;
+    long lo, hi;
+    kl_split(c->rows, tid, nthreads, &lo, &hi);
+    int half = c->rot / 2;
+    float sign = c->inverse ? -1.0f : 1.0f;
+    for (long r = lo; r < hi; r++) {
+        float *v = c->x + r * c->T * (long)c->d;
+        for (int t = 0; t < c->T; t++, v += c->d) {
+            const float *cs = c->table + (long)t * half * 2;
+            for (int i = 0; i < half; i++) {
+                float co = cs[2 * i], si = sign * cs[2 * i + 1], a = v[i], b = v[i + half];
+                v[i] = a * co - b * si;
+                v[i + half] = b * co + a * si;
+            }
+        }
+    }
+}
+
+kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inverse, float *x, kl_pool *pool) {
+    if (rows < 0 || T < 1 || d < 1 || rot < 2 || rot % 2 || rot > d)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: need rows >= 0, T >= 1, even 2 <= rot <= d (got rows=%ld T=%d d=%d rot=%d)",
+                       rows, T, d, rot);
+    if (!pool || !table || (rows > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: a pointer is NULL");
+    rope_ctx c = {rows, T, d, rot, inverse != 0, table, x};
+    if (rows > 0) kl_pool_run(pool, rope_worker, &c);
+    return KL_OK;
+}
