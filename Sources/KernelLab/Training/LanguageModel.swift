@@ -39,21 +39,7 @@ public final class LanguageModel {
         try config.validate()
         try ISA.initialize()
         self.config = config
-        var table = ParameterTable()
-        let D = config.dModel, V = config.vocabulary
-        table.add("embedding.weight", [V, D], "embedding", decayed: true, .normal(std: 0.02))
-        var blocks: [ModelBlock] = []
-        for (index, letter) in config.pattern.enumerated() {
-            switch letter {
-            case "A": blocks.append(AttentionBlock(index: index, config: config, table: &table))
-            case "M": blocks.append(MambaBlock(index: index, config: config, table: &table))
-            default: blocks.append(LSTMBlock(index: index, config: config, table: &table))
-            }
-        }
-        table.add("final_norm.weight", [D], "final norm", decayed: false, .constant(1))
-        if config.finalNorm == .layerNorm { table.add("final_norm.bias", [D], "final norm", decayed: false, .constant(0)) }
-        if !config.tiedEmbeddings { table.add("lm_head.weight", [V, D], "lm head", decayed: true, .normal(std: 0.02)) }
-        table.finish()
+        let (table, blocks) = ParameterTableBuilder.build(config)
         for block in blocks { block.bind(table) }
         self.blocks = blocks
         self.table = table
@@ -271,5 +257,33 @@ public final class TokenBatch {
         tokens = [Int32](repeating: 0, count: batch * seq)
         targets = [Int32](repeating: 0, count: batch * seq)
         mask = [Float](repeating: 0, count: batch * seq)
+    }
+}
+
+/// Builds a config's parameter table (and the blocks that read it).
+enum ParameterTableBuilder {
+    static func build(_ config: ModelConfig) -> (ParameterTable, [ModelBlock]) {
+        var table = ParameterTable()
+        let D = config.dModel, V = config.vocabulary
+        table.add("embedding.weight", [V, D], "embedding", decayed: true, .normal(std: 0.02))
+        var blocks: [ModelBlock] = []
+        for (index, letter) in config.pattern.enumerated() {
+            switch letter {
+            case "A": blocks.append(AttentionBlock(index: index, config: config, table: &table))
+            case "M": blocks.append(MambaBlock(index: index, config: config, table: &table))
+            default: blocks.append(LSTMBlock(index: index, config: config, table: &table))
+            }
+        }
+        table.add("final_norm.weight", [D], "final norm", decayed: false, .constant(1))
+        if config.finalNorm == .layerNorm { table.add("final_norm.bias", [D], "final norm", decayed: false, .constant(0)) }
+        if !config.tiedEmbeddings { table.add("lm_head.weight", [V, D], "lm head", decayed: true, .normal(std: 0.02)) }
+        table.finish()
+        return (table, blocks)
+    }
+
+    /// The size table of a valid config's model.
+    static func table(for config: ModelConfig) throws -> ParameterTable {
+        try config.validate()
+        return build(config).0
     }
 }
