@@ -159,7 +159,6 @@ typedef struct {
     char *ws;
     size_t per_thread;
     int chunk, block_ch, nchunks, items;
-    _Atomic int next;
 } bwd_ctx;
 
 typedef struct {
@@ -217,7 +216,7 @@ static void bwd_checkpoints(bwd_ctx *x, bwd_bufs *w, block_t k, int nsub) {
     }
 }
 
-static void bwd_worker(void *vctx, int tid, int nt) {
+static void bwd_worker(void *vctx, int tid, int nthreads) {
     bwd_ctx *x = vctx;
     const kl_scan_geom *g = &x->g;
     const kl_scan_inputs *in = x->in;
@@ -228,9 +227,12 @@ static void bwd_worker(void *vctx, int tid, int nt) {
     bwd_layout(N, x->chunk, x->nchunks, nsub_max, x->ws + (size_t)tid * x->per_thread, &w);
     kl_scan_partials *pt = &x->part[tid];
     kl_scan_partials_zero(g, pt, gr->dD != NULL, gr->ddelta_bias != NULL);
-    int item;
-    while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
-        block_t k = block_of(g, item, x->block_ch);
+    // A fixed share of the items per thread (not a shared counter): each
+    // thread's partial sums then cover the same items in every run, so the
+    // reduced dA, dB, dC, dD are the same bits for a given thread count.
+    long first = (long)x->items * tid / nthreads, end = (long)x->items * (tid + 1) / nthreads;
+    for (long item = first; item < end; item++) {
+        block_t k = block_of(g, (int)item, x->block_ch);
         int nsub = (k.nch + W - 1) / W;
         for (int s = 0; s < nsub; s++) {
             int nch = kl_min(W, k.nch - s * W), d0 = k.d0 + s * W;
@@ -315,7 +317,6 @@ static void bwd_worker(void *vctx, int tid, int nt) {
                 }
         }
     }
-    (void)nt;
 }
 
 static size_t bwd_per_thread(const kl_scan_params *p, int *chunk, int *bc, int *nchunks) {
@@ -350,7 +351,6 @@ kl_status kl_scan_fused_bwd(const kl_scan_params *p, const kl_scan_inputs *in, c
     char *pbase = (char *)ws + (size_t)T * x->per_thread;
     for (int t = 1; t < T; t++)
         kl_scan_partials_carve(&x->g, pbase + (size_t)(t - 1) * kl_scan_partials_bytes(&x->g), &x->part[t]);
-    atomic_init(&x->next, 0);
     kl_pool_run(pool, bwd_worker, x);
     kl_scan_partials_reduce(&x->g, x->part, T, gr->dD != NULL, gr->ddelta_bias != NULL, pool);
     return KL_OK;
