@@ -15,8 +15,10 @@ public final class LanguageModel {
     public let table: ParameterTable
     let params: FloatBuffer
     let grads: FloatBuffer
-    private let blocks: [ModelBlock]
-    private let embedding: Int, head: Int, finalWeight: Int, finalBias: Int?
+    let blocks: [ModelBlock]
+    let embedding: Int, head: Int, finalWeight: Int, finalBias: Int?
+    /// The decoding state (Decoding.swift), when prepared.
+    var decoder: DecoderState?
 
     // The current shape's buffers.
     private var shape: (batch: Int, seq: Int, threads: Int)?
@@ -30,6 +32,8 @@ public final class LanguageModel {
     private var targets: UnsafeMutablePointer<Int32>?
     private var mask: FloatBuffer?
     private var forwardWasTraining = false
+    /// Whether the arena's logits are the last forward's scores (a training forward replaces them by their gradient).
+    private var logitsAreScores = false
 
     /// Builds the model and initializes its parameters from `seed`.
     ///
@@ -82,7 +86,7 @@ public final class LanguageModel {
             needs.workspaceBytes = max(needs.workspaceBytes, blockNeeds.workspaceBytes)
         }
         scratchOffset = planner.reserve(needs.scratchFloats)
-        arena = nil
+        arena = nil; logitsAreScores = false
         let arena = try FloatBuffer(count: planner.floats)
         self.arena = arena
         workspace = try Workspace(bytes: needs.workspaceBytes)
@@ -148,6 +152,7 @@ public final class LanguageModel {
         try kernel(kl_cross_entropy(n, Int32(V), c.a(logits), targets, mask!.base, scale, c.a(losses),
                                     training ? c.a(logits) : nil, pool), "cross entropy")
         forwardWasTraining = training
+        logitsAreScores = !training
         var sum = 0.0
         for i in 0..<n { sum += Double(c.a(losses)[i]) }
         return LossSum(sum: sum, count: counted)
@@ -198,7 +203,7 @@ public final class LanguageModel {
     /// Argmax of the logits at every position of the last non-training
     /// forward, (B, T) row-major, written into `out`.
     public func predictions(into out: inout [Int32]) throws {
-        guard let shape, !forwardWasTraining, arena != nil else {
+        guard let shape, logitsAreScores, arena != nil else {
             throw KernelLabError.invalidArgument(argument: "predictions", reason: "needs a forward with training: false just before")
         }
         let n = shape.batch * shape.seq, V = config.vocabulary
@@ -210,6 +215,12 @@ public final class LanguageModel {
             for v in 1..<V where row[v] > row[best] { best = v }
             out[r] = Int32(best)
         }
+    }
+
+    /// The last non-training forward's logits (B, T, V), if they are still in the arena.
+    var lastLogits: (UnsafeMutablePointer<Float>, Int)? {
+        guard let shape, logitsAreScores, let arena else { return nil }
+        return (arena.base + logits, shape.batch * shape.seq * config.vocabulary)
     }
 
     // MARK: Parameter access

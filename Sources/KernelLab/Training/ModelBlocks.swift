@@ -65,6 +65,15 @@ protocol ModelBlock: AnyObject {
     func forward(_ c: StepContext, x: FloatPointer, y: FloatPointer) throws
     /// g: (B, T, D) holds dL/dy on entry and dL/dx on return; x is the forward's input.
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws
+
+    // Decoding (Decoding.swift): one new token per sequence per step.
+    /// Reserves the block's decoding state and step buffers for `batch`
+    /// sequences of up to `capacity` tokens; returns its workspace needs.
+    func planDecoding(_ arena: inout ArenaPlanner, batch: Int, capacity: Int, threads: Int) -> DecodeNeeds
+    /// Clears the state (new sequences) and fills what depends on the parameters.
+    func resetDecoding(_ c: DecodeContext)
+    /// y: (B, D) = the block applied to the newest token x: (B, D) at position `c.position`.
+    func step(_ c: DecodeContext, x: FloatPointer, y: FloatPointer) throws
 }
 
 extension ModelBlock {
@@ -79,11 +88,12 @@ final class AttentionBlock: ModelBlock {
     let position: ModelConfig.Position
     let rotary: Int, ropeBase: Float
     // Per-head data the attention kernel reads (owned, fixed for the model's life).
-    private let slopes: UnsafeMutablePointer<Float>?
-    private let windows: UnsafeMutablePointer<Int32>?
+    let slopes: UnsafeMutablePointer<Float>?
+    let windows: UnsafeMutablePointer<Int32>?
     // Activations.
     private var ln1 = 0, ln1m = 0, ln1r = 0, qkv = 0, qkvh = 0, o = 0, lse = 0, om = 0, h = 0
     private var ln2 = 0, ln2m = 0, ln2r = 0, fc = 0, act = 0, ropeTable = 0
+    var decoding = AttentionDecodeSlots()
 
     init(index: Int, config: ModelConfig, table: inout ParameterTable) {
         D = config.dModel; H = config.heads; dh = config.headDim; F = config.mlpRatio * config.dModel
@@ -119,7 +129,7 @@ final class AttentionBlock: ModelBlock {
     }
 
     let prefix: String
-    private var offsets: [Int] = []
+    var offsets: [Int] = []
 
     deinit {
         slopes?.deallocate()
@@ -226,10 +236,11 @@ final class AttentionBlock: ModelBlock {
 final class MambaBlock: ModelBlock {
     let D: Int, Di: Int, N: Int, R: Int, K: Int, eps: Float
     let prefix: String
-    private var offsets: [Int] = []
+    var offsets: [Int] = []
     // Activations.
     private var xn = 0, rstd = 0, xz = 0, xzT = 0, xc = 0, u = 0, dtr = 0, bm = 0, cm = 0, delta = 0, aNeg = 0
     private var y = 0, saved = 0, last = 0
+    var decoding = MambaDecodeSlots()
 
     init(index: Int, config: ModelConfig, table: inout ParameterTable) {
         D = config.dModel; Di = config.dInner; N = config.dState; R = config.dtRank; K = config.convKernel
@@ -363,8 +374,9 @@ final class MambaBlock: ModelBlock {
 final class LSTMBlock: ModelBlock {
     let D: Int
     let prefix: String
-    private var offsets: [Int] = []
+    var offsets: [Int] = []
     private var xT = 0, gates = 0, hs = 0, cs = 0, zeros = 0
+    var decoding = LSTMDecodeSlots()
 
     init(index: Int, config: ModelConfig, table: inout ParameterTable) {
         D = config.dModel
