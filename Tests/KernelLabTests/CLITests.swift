@@ -201,6 +201,24 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(bad.stderr.contains("--contexts must be positive, got 0"), bad.stderr)
     }
 
+    /// `kernel-lab decode-bench` prints a row per context and writes its documents; bad settings are named.
+    func testExecutableDecodeBench() throws {
+        let out = path("decode-bench")
+        let run = try launch(["decode-bench", "--pattern", "MA", "--d-model", "16", "--heads", "2", "--vocab", "7", "--contexts", "8", "40",
+                              "--threads", "1", "--repeats", "1", "--warmup", "0", "--out", out])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("| MA | 8 |") && run.stdout.contains("| MA | 40 |"), run.stdout)
+        for name in ["decode-bench.md", "decode-bench.csv", "decode-bench.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        let bad = try launch(["decode-bench", "--contexts", "0"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--contexts must be positive, got 0"), bad.stderr)
+        let pattern = try launch(["decode-bench", "--pattern", "AXA", "--contexts", "8"])
+        XCTAssertNotEqual(pattern.status, 0)
+        XCTAssertTrue(pattern.stderr.contains("pattern"), pattern.stderr)
+    }
+
     /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
     func testExecutableLayersTable() throws {
         let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",

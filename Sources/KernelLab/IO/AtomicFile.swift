@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Musl)
@@ -46,4 +47,21 @@ func writeFileAtomically(_ path: String, bytes: [UInt8]) throws {
     try writeFileAtomically(path) { file in
         try bytes.withUnsafeBytes { try file.write($0, reportedPath: path) }
     }
+}
+
+/// Writes named text files into `directory` (created if missing), each
+/// through a temporary file and a rename. Returns the paths written.
+func writeDocuments(_ documents: [(name: String, text: String)], to directory: String) throws -> [String] {
+    do {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    } catch {
+        throw KernelLabError.io(path: directory, reason: "cannot create the output directory: \(error.localizedDescription)")
+    }
+    var written: [String] = []
+    for (name, text) in documents {
+        let path = (directory as NSString).appendingPathComponent(name)
+        try writeFileAtomically(path, bytes: Array(text.utf8))
+        written.append(path)
+    }
+    return written
 }

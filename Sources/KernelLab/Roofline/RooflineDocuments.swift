@@ -16,11 +16,6 @@ extension RooflineReport {
     /// - Throws: `KernelLabError.io` naming the directory or file that failed.
     @discardableResult
     public func write(to directory: String) throws -> [String] {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw KernelLabError.io(path: directory, reason: "cannot create the output directory: \(error.localizedDescription)")
-        }
         let svg = RooflineChart(report: self).svg()
         let documents = [
             try json() + "\n",
@@ -29,13 +24,7 @@ extension RooflineReport {
             svg,
             html(svg: svg),
         ]
-        var written: [String] = []
-        for (name, contents) in zip(Self.fileNames, documents) {
-            let path = (directory as NSString).appendingPathComponent(name)
-            try writeFileAtomically(path, bytes: Array(contents.utf8))
-            written.append(path)
-        }
-        return written
+        return try writeDocuments(Array(zip(Self.fileNames, documents)), to: directory)
     }
 
     // MARK: - CSV

@@ -334,6 +334,20 @@ extension LanguageModel {
         return out
     }
 
+    /// For the decode benchmark: the next step writes at `position` again
+    /// (a timed step repeats at one context length; the KV rows past it are
+    /// never read, and the recurrent states' values do not change the time).
+    func rewindDecoding(to position: Int) throws {
+        let state = try activeDecoder()
+        guard (0..<state.capacity).contains(position) else {
+            throw KernelLabError.invalidArgument(argument: "position", reason: "must be in 0..<\(state.capacity)")
+        }
+        state.position = position
+    }
+
+    /// Drops the decoding state and frees its memory.
+    public func releaseDecoding() { decoder = nil }
+
     /// The logits (B, T, V) of the last non-training forward.
     public func forwardLogits() throws -> [Float] {
         guard let (pointer, count) = lastLogits else {
