@@ -9,6 +9,8 @@
 #   make bench-ci        CI's check: smoke suite, fused/unfused speedups against the committed reference
 #   make compare         optional: the lab beside PyTorch on the same shapes (reports/compare.md, COMPARE_THREADS=1)
 #   make compare-venv    make the torch virtual environment it uses (.venv-compare/, once)
+#   make train-bench     training tokens/s and memory of a transformer and a Mamba model, each op profiled (reports/train-bench/)
+#   make decode-bench    per-token decoding time and state memory against context length (reports/decode-bench/)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -209,3 +211,18 @@ compare: release compare-venv
 	@echo
 	@echo "comparison: $(REPORTS)/compare.md (points: $(REPORTS)/compare.json)"
 	@echo "roofline with the torch peers: $(REPORTS)/compare/roofline.html (also .md .svg .json .csv)"
+
+# The training engine's benchmarks (README: "Training engine"). train-bench
+# runs the PyTorch eager peer too when make compare's virtual environment
+# exists (make compare-venv makes it); without it the lab runs alone.
+TRAIN_BENCH_ARGS  ?=
+DECODE_BENCH_ARGS ?=
+
+.PHONY: train-bench decode-bench
+
+train-bench: release
+	@$(BIN_RELEASE) train-bench --profile --out $(REPORTS)/train-bench \
+	  $(if $(wildcard $(COMPARE_VENV)/.kernellab-installed),--torch $(COMPARE_VENV)/bin/python) $(TRAIN_BENCH_ARGS)
+
+decode-bench: release
+	@$(BIN_RELEASE) decode-bench --threads 1 --out $(REPORTS)/decode-bench $(DECODE_BENCH_ARGS)

@@ -381,12 +381,16 @@ kl_status kl_linear_cost(long rows, int in, int out, int with_bias, int with_dx,
 /// kl_heads_merge is the inverse (and each is the other's backward).
 kl_status kl_heads_split(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool);
 kl_status kl_heads_merge(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool);
+/// Cost of a split or merge of n floats: 8 n bytes, no FLOPs.
+kl_status kl_permute_cost(long n, kl_cost *out);
 
 /// Rotary positions (GPT-NeoX's rotate_half on the first rot of d dims):
 /// table: (T, rot/2, 2) (cos, sin) of (pos0 + t) base^(-2i/rot).
 kl_status kl_rope_table(int T, int rot, float base, long pos0, float *table);
 /// x: (rows, T, d), rotated in place; inverse = 1 rotates back (the backward).
 kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inverse, float *x, kl_pool *pool);
+/// Cost of kl_rope either way: 3 FLOPs and 8 bytes per rotated float, plus the table.
+kl_status kl_rope_cost(long rows, int T, int rot, kl_cost *out);
 
 // ------------------------------------------------------------ optimizer ---
 
@@ -412,6 +416,8 @@ kl_status kl_adamw_unfused_cost(long n, kl_cost *out);
 /// *out = sum of x[i]^2 (in double by blocks; summed over the pool's threads in
 /// a fixed order): the square of a global gradient norm, buffer by buffer.
 kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool);
+/// Cost of kl_sum_squares: 2 FLOPs and 4 bytes per float.
+kl_status kl_sum_squares_cost(long n, kl_cost *out);
 
 // ------------------------------------------------------------- ceilings ---
 

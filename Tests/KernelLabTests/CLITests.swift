@@ -219,6 +219,26 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(pattern.stderr.contains("pattern"), pattern.stderr)
     }
 
+    /// `kernel-lab train-bench` prints its table and profile and writes its documents; bad settings are named.
+    func testExecutableTrainBench() throws {
+        let out = path("train-bench")
+        let run = try launch(["train-bench", "--models", "MA", "--d-model", "16", "--heads", "2", "--layers", "2", "--batch", "2",
+                              "--seq", "8", "--threads", "1", "--repeats", "1", "--warmup", "0", "--profile", "--profile-steps", "1",
+                              "--out", out])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("| MA | 1 | 2 x 8 |") && run.stdout.contains("## Where the time goes: MA, 1 thread(s)"), run.stdout)
+        for name in ["train-bench.md", "train-bench.csv", "train-bench-MA-1t.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        let bad = try launch(["train-bench", "--d-model", "30", "--heads", "4"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--d-model (30) must be a multiple of --heads (4)"), bad.stderr)
+        let torch = try launch(["train-bench", "--models", "M", "--d-model", "16", "--layers", "1", "--batch", "1", "--seq", "4",
+                                "--threads", "1", "--repeats", "1", "--warmup", "0", "--torch", "/nonexistent/python", "--out", out])
+        XCTAssertNotEqual(torch.status, 0)
+        XCTAssertTrue(torch.stderr.contains("torch peer"), torch.stderr)
+    }
+
     /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
     func testExecutableLayersTable() throws {
         let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",

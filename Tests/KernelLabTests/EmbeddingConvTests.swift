@@ -48,6 +48,46 @@ final class EmbeddingConvTests: XCTestCase {
         return y
     }
 
+    /// Lengths across the kernels' 256-output chunks, K longer than L, K = 1,
+    /// and the accumulate mode, against the float64 gradients in closed form.
+    func testCausalConvRaggedLengthsAndAccumulation() throws {
+        for (B, D, L, K) in [(1, 3, 300, 4), (2, 2, 3, 5), (1, 2, 513, 1), (3, 5, 257, 4), (1, 1, 1, 4)] {
+            var rng = ReferenceRNG(seed: UInt64(L * 7 + K))
+            let xs = (0..<B * D * L).map { _ in rng.uniform() }, ws = (0..<D * K).map { _ in rng.uniform() }
+            let bs = (0..<D).map { _ in rng.uniform() }, gs = (0..<B * D * L).map { _ in rng.uniform() }
+            let x = try Tensor(shape: [B, D, L], values: xs.map(Float.init)), w = try Tensor(shape: [D, K], values: ws.map(Float.init))
+            let y = try Tensor(shape: [B, D, L])
+            let pool = try ThreadPool(threads: 2)
+            try CausalConv1D.forward(x, weight: w, bias: try Tensor(shape: [D], values: bs.map(Float.init)), into: y, pool: pool)
+            let want = Self.convReference(xs, ws, bs, B: B, D: D, L: L, K: K)
+            var worst = 0.0
+            for i in want.indices { worst = max(worst, abs(Double(y[i]) - want[i])) }
+            XCTAssertLessThan(worst, 1e-5, "forward B\(B) D\(D) L\(L) K\(K)")
+            // Closed-form gradients of sum(y * g).
+            var dxWant = [Double](repeating: 0, count: B * D * L), dwWant = [Double](repeating: 0, count: D * K)
+            var dbWant = [Double](repeating: 0, count: D)
+            for b in 0..<B { for c in 0..<D { for l in 0..<L {
+                let row = (b * D + c) * L, g = gs[row + l]
+                dbWant[c] += g
+                for k in 0..<K where l - K + 1 + k >= 0 {
+                    dxWant[row + l - K + 1 + k] += ws[c * K + k] * g
+                    dwWant[c * K + k] += g * xs[row + l - K + 1 + k]
+                }
+            } } }
+            // Accumulate onto ones: each gradient must be ones + its closed form.
+            let dx = try Tensor(shape: [B, D, L], values: [Float](repeating: 1, count: B * D * L))
+            let dw = try Tensor(shape: [D, K], values: [Float](repeating: 1, count: D * K))
+            let db = try Tensor(shape: [D], values: [Float](repeating: 1, count: D))
+            try CausalConv1D.backward(x, weight: w, gradOut: try Tensor(shape: [B, D, L], values: gs.map(Float.init)), into: dx,
+                                      dWeight: dw, dBias: db, accumulate: true, pool: pool)
+            worst = 0
+            for i in dxWant.indices { worst = max(worst, abs(Double(dx[i]) - 1 - dxWant[i])) }
+            for i in dwWant.indices { worst = max(worst, abs(Double(dw[i]) - 1 - dwWant[i]) / max(1, abs(dwWant[i]))) }
+            for i in dbWant.indices { worst = max(worst, abs(Double(db[i]) - 1 - dbWant[i]) / max(1, abs(dbWant[i]))) }
+            XCTAssertLessThan(worst, 1e-5, "backward B\(B) D\(D) L\(L) K\(K)")
+        }
+    }
+
     func testCausalConvAgainstFloat64AndFiniteDifferences() throws {
         var rng = ReferenceRNG(seed: 4)
         let (B, D, L, K) = (2, 5, 11, 4)

@@ -233,6 +233,15 @@ kl_status kl_sum_squares(long n, const float *x, double *out, kl_pool *pool) {
     return KL_OK;
 }
 
+// Cost of kl_sum_squares: a multiply and an add per float, each read once.
+kl_status kl_sum_squares_cost(long n, kl_cost *c) {
+    if (!c || n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "sum_squares cost: need out and n >= 0");
+    c->flops = 2.0 * (double)n;
+    c->exps = 0;
+    c->min_bytes = c->dram_bytes = c->l3_bytes = c->l2_bytes = 4.0 * (double)n;
+    return KL_OK;
+}
+
 // ------------------------------------------------------------ row norms ---
 
 typedef struct {

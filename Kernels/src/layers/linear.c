@@ -112,6 +112,39 @@ static void heads_worker(void *vctx, int tid, int nthreads) {
     }
 }
 
+// e = 1 (Mamba's (B, T, 2, D) <-> (2, B, D, T)): per (p, b) a (T, H) matrix
+// with row stride P H transposed to (H, T), or back. Row copies of one float
+// would run at a few hundred MB/s; tiles of 16 x 16 keep both sides' cache
+// lines in use. Work items are (p, b, block of 16 t), so two threads split
+// even a single sequence.
+#define KL_TRANSPOSE_TILE 16
+static void heads_transpose_worker(void *vctx, int tid, int nthreads) {
+    const heads_ctx *c = vctx;
+    long tblocks = (c->T + KL_TRANSPOSE_TILE - 1) / KL_TRANSPOSE_TILE;
+    long items = (long)c->P * c->B * tblocks, lo, hi;
+    kl_split(items, tid, nthreads, &lo, &hi);
+    long H = c->H, stride = (long)c->P * H;
+    for (long it = lo; it < hi; it++) {
+        long pb = it / tblocks, t0 = it % tblocks * KL_TRANSPOSE_TILE;
+        long p = pb / c->B, b = pb % c->B;
+        long t1 = t0 + KL_TRANSPOSE_TILE < c->T ? t0 + KL_TRANSPOSE_TILE : c->T;
+        const float *src = c->x;
+        float *dst = c->y;
+        long strided0 = (b * c->T) * stride + p * H;  // (B, T, P, H) at (b, 0, p, 0)
+        long packed0 = pb * c->T * H;                  // (P, B, H, T) at (p, b, 0, 0)
+        for (long h0 = 0; h0 < H; h0 += KL_TRANSPOSE_TILE) {
+            long h1 = h0 + KL_TRANSPOSE_TILE < H ? h0 + KL_TRANSPOSE_TILE : H;
+            if (c->merge) {
+                for (long t = t0; t < t1; t++)
+                    for (long h = h0; h < h1; h++) dst[strided0 + t * stride + h] = src[packed0 + h * c->T + t];
+            } else {
+                for (long h = h0; h < h1; h++)
+                    for (long t = t0; t < t1; t++) dst[packed0 + h * c->T + t] = src[strided0 + t * stride + h];
+            }
+        }
+    }
+}
+
 static kl_status heads_run(int merge, int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool) {
     if (B < 1 || T < 1 || P < 1 || H < 1 || e < 1)
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "heads_%s: sizes must be >= 1 (B=%d T=%d P=%d H=%d e=%d)",
@@ -120,7 +153,7 @@ static kl_status heads_run(int merge, int B, int T, int P, int H, int e, const f
     long n = (long)B * T * P * H * e;
     if (kl_overlap_n(x, y, n)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "heads_%s: y overlaps x", merge ? "merge" : "split");
     heads_ctx c = {B, T, P, H, e, merge, x, y};
-    kl_pool_run(pool, heads_worker, &c);
+    kl_pool_run(pool, e == 1 ? heads_transpose_worker : heads_worker, &c);
     return KL_OK;
 }
 
@@ -130,6 +163,16 @@ kl_status kl_heads_split(int B, int T, int P, int H, int e, const float *x, floa
 
 kl_status kl_heads_merge(int B, int T, int P, int H, int e, const float *x, float *y, kl_pool *pool) {
     return heads_run(1, B, T, P, H, e, x, y, pool);
+}
+
+// Cost of a split or merge of n floats: no FLOPs; each float read once and
+// written once (8 n bytes). Rows of e floats move with memcpy, so short rows
+// (Mamba's e = 1) run below this bandwidth model: it is the floor.
+kl_status kl_permute_cost(long n, kl_cost *c) {
+    if (!c || n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "permute cost: need out and n >= 0");
+    c->flops = c->exps = 0;
+    c->min_bytes = c->dram_bytes = c->l3_bytes = c->l2_bytes = 8.0 * (double)n;
+    return KL_OK;
 }
 
 // ------------------------------------------------------------------- RoPE ---
@@ -184,5 +227,18 @@ kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inve
     if (!pool || !table || (rows > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: a pointer is NULL");
     rope_ctx c = {rows, T, d, rot, inverse != 0, table, x};
     if (rows > 0) kl_pool_run(pool, rope_worker, &c);
+    return KL_OK;
+}
+
+// Cost of kl_rope: 6 FLOPs per rotated pair (4 multiplies, 2 adds), i.e. 3
+// per rotated float; the rotated floats read and written in place (8 bytes
+// each) and the table once (its rot floats per position). Floats outside the
+// first rot of each row are not touched.
+kl_status kl_rope_cost(long rows, int T, int rot, kl_cost *c) {
+    if (!c || rows < 0 || T < 1 || rot < 2) return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope cost: need out, rows >= 0, T >= 1, rot >= 2");
+    double rotated = (double)rows * T * rot;
+    c->flops = 3.0 * rotated;
+    c->exps = 0;
+    c->min_bytes = c->dram_bytes = c->l3_bytes = c->l2_bytes = 8.0 * rotated + 4.0 * (double)T * rot;
     return KL_OK;
 }

@@ -9,9 +9,15 @@ public struct LinePlot: Sendable {
         /// (x, y) in data units; points with a non-positive coordinate on a
         /// log axis are left out.
         public var points: [(x: Double, y: Double)]
-        public init(name: String, points: [(x: Double, y: Double)]) {
+        /// A dashed line with no markers (a bound, such as a roof), else markers joined by a solid line.
+        public var dashed: Bool
+        /// Labels beside each point; a labelled series is drawn as points only (a scatter).
+        public var labels: [String]?
+        public init(name: String, points: [(x: Double, y: Double)], dashed: Bool = false, labels: [String]? = nil) {
             self.name = name
             self.points = points
+            self.dashed = dashed
+            self.labels = labels
         }
     }
 
@@ -88,12 +94,22 @@ public struct LinePlot: Sendable {
         out += "<text transform=\"translate(16,\(f(m.top + plotH / 2))) rotate(-90)\" text-anchor=\"middle\">\(escapeXML(yLabel))</text>\n"
         for (s, points) in zip(series, visible) where !points.isEmpty {
             let color = Self.palette[(names.firstIndex(of: s.name) ?? 0) % Self.palette.count]
-            let path = points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
-            out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\">"
-                + "<title>\(escapeXML(s.name))</title></polyline>\n"
-            for p in points {
+            if s.labels == nil {
+                let path = points.map { "\(f(px($0.x))),\(f(py($0.y)))" }.joined(separator: " ")
+                out += "<polyline points=\"\(path)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\""
+                    + (s.dashed ? " stroke-dasharray=\"6,4\"" : "") + "><title>\(escapeXML(s.name))</title></polyline>\n"
+            }
+            guard !s.dashed else { continue }
+            // Labels follow the points kept (points off a log axis are dropped).
+            let kept = s.points.enumerated().filter { (!logX || $0.element.x > 0) && (!logY || $0.element.y > 0)
+                && $0.element.x.isFinite && $0.element.y.isFinite }
+            for (i, p) in kept {
+                let label = s.labels.map { i < $0.count ? $0[i] : "" } ?? ""
                 out += "<circle cx=\"\(f(px(p.x)))\" cy=\"\(f(py(p.y)))\" r=\"3\" fill=\"\(color)\">"
-                    + "<title>\(escapeXML(s.name)): \(Self.label(p.x)), \(Self.label(p.y))</title></circle>\n"
+                    + "<title>\(escapeXML(label.isEmpty ? s.name : s.name + ": " + label)): \(Self.label(p.x)), \(Self.label(p.y))</title></circle>\n"
+                if !label.isEmpty {
+                    out += "<text x=\"\(f(px(p.x) + 5))\" y=\"\(f(py(p.y) - 4))\" font-size=\"9\" fill=\"\(color)\">\(escapeXML(label))</text>\n"
+                }
             }
         }
         return out

@@ -128,7 +128,7 @@ extension MambaBlock {
         try kernel(kl_conv1d_step(Int32(B), Int32(Di), Int32(K), c.a(s.xzT), w[2], w[3], c.a(s.conv), c.a(s.xc), pool), "conv1d step")
         try kernel(kl_act_fwd(KL_ACT_SILU, B * Di, c.a(s.xc), c.a(s.u), pool), "silu")
         try kernel(kl_linear_fwd(B, Int32(Di), Int32(E), c.a(s.u), w[4], nil, c.a(s.xdbl), 0, pool), "x_proj")
-        try gemm(false, true, B, Di, R, c.a(s.xdbl), E, w[5], R, beta: 0, c.a(s.delta), Di, pool)  // dt_proj (bias in the scan)
+        try gemm(false, true, B, Di, R, c.a(s.xdbl), E, w[5], R, beta: 0, c.a(s.delta), Di, pool, "dt_proj")  // dt_proj (bias in the scan)
         for b in 0..<B {
             c.a(s.bm + b * N).update(from: c.a(s.xdbl + b * E + R), count: N)
             c.a(s.cm + b * N).update(from: c.a(s.xdbl + b * E + R + N), count: N)
@@ -165,7 +165,7 @@ extension LSTMBlock {
     func step(_ c: DecodeContext, x: FloatPointer, y: FloatPointer) throws {
         let B = c.batch, s = decoding, pool = c.pool, w = offsets.map { c.p($0) }
         try kernel(kl_linear_fwd(B, Int32(D), Int32(4 * D), x, w[0], w[2], c.a(s.gates), 0, pool), "lstm input projection")
-        try gemm(false, true, B, 4 * D, D, c.a(s.h), D, w[1], D, beta: 1, c.a(s.gates), 4 * D, pool)
+        try gemm(false, true, B, 4 * D, D, c.a(s.h), D, w[1], D, beta: 1, c.a(s.gates), 4 * D, pool, "recurrent gemm")
         try kernel(kl_lstm_cell_fwd(B, D, c.a(s.gates), c.a(s.c), c.a(s.cNew), c.a(s.hNew), pool), "lstm cell")
         c.a(s.c).update(from: c.a(s.cNew), count: B * D)
         c.a(s.h).update(from: c.a(s.hNew), count: B * D)

@@ -142,15 +142,21 @@ public final class LanguageModel {
         batch.mask.withUnsafeBufferPointer { mask!.base.update(from: $0.baseAddress!, count: n) }
         var counted = 0
         for i in 0..<n where mask!.base[i] != 0 { counted += 1 }
-        try kernel(kl_embedding_fwd(n, Int32(D), Int32(V), ids, c.p(embedding), c.a(residuals[0]), pool), "embedding")
+        OpProfiler.active?.scope = "model fwd"
+        try kernel(kl_embedding_fwd(n, Int32(D), Int32(V), ids, c.p(embedding), c.a(residuals[0]), pool), "embedding",
+                   cost: Cost.embedding(n, D, KL_PASS_FORWARD))
         for (index, block) in blocks.enumerated() {
+            OpProfiler.active?.scope = block.kind + " fwd"
             try block.forward(c, x: c.a(residuals[index]), y: c.a(residuals[index + 1]))
         }
+        OpProfiler.active?.scope = "model fwd"
         try normForward(c, x: c.a(residuals[blocks.count]))
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(V), c.a(normed), c.p(head), nil, c.a(logits), 0, pool), "lm head")
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(V), c.a(normed), c.p(head), nil, c.a(logits), 0, pool), "lm head",
+                   cost: Cost.linear(n, D, V, bias: false, KL_PASS_FORWARD))
         let scale = gradScale ?? (counted > 0 ? 1 / Float(counted) : 0)
         try kernel(kl_cross_entropy(n, Int32(V), c.a(logits), targets, mask!.base, scale, c.a(losses),
-                                    training ? c.a(logits) : nil, pool), "cross entropy")
+                                    training ? c.a(logits) : nil, pool), "cross entropy",
+                   cost: Cost.crossEntropy(n, V, grad: training))
         forwardWasTraining = training
         logitsAreScores = !training
         var sum = 0.0
@@ -162,10 +168,11 @@ public final class LanguageModel {
         let n = c.rows, D = Int32(config.dModel)
         if let finalBias {
             try kernel(kl_layernorm_fwd(n, D, x, c.p(finalWeight), c.p(finalBias), config.normEpsilon, c.a(normed),
-                                        c.a(normMean), c.a(normRstd), c.pool), "final layernorm")
+                                        c.a(normMean), c.a(normRstd), c.pool), "final layernorm",
+                       cost: Cost.norm(rms: false, n, Int(D), KL_PASS_FORWARD))
         } else {
             try kernel(kl_rmsnorm_fwd(n, D, x, c.p(finalWeight), config.normEpsilon, c.a(normed), c.a(normRstd), c.pool),
-                       "final rmsnorm")
+                       "final rmsnorm", cost: Cost.norm(rms: true, n, Int(D), KL_PASS_FORWARD))
         }
     }
 
@@ -180,21 +187,27 @@ public final class LanguageModel {
         let c = try stepContext()
         let n = c.rows, D = config.dModel, V = config.vocabulary, pool = c.pool
         let g = c.a(gradient), dnormed = c.scratch
+        OpProfiler.active?.scope = "model bwd"
         try kernel(kl_linear_bwd(n, Int32(D), Int32(V), c.a(normed), c.p(head), c.a(logits), dnormed, c.g(head), nil, 0, pool),
-                   "lm head bwd")
-        g.update(repeating: 0, count: n * D)
+                   "lm head", cost: Cost.linear(n, D, V, bias: false, KL_PASS_BACKWARD))
+        timed("zero residual gradient", cost: Cost.permute(n * D / 2)) { g.update(repeating: 0, count: n * D) }
         let x = c.a(residuals[blocks.count])
         if let finalBias {
             try kernel(kl_layernorm_bwd(n, Int32(D), x, c.p(finalWeight), c.a(normMean), c.a(normRstd), dnormed, g,
-                                        c.g(finalWeight), c.g(finalBias), 1, c.workspace, c.workspaceBytes, pool), "final layernorm bwd")
+                                        c.g(finalWeight), c.g(finalBias), 1, c.workspace, c.workspaceBytes, pool), "final layernorm",
+                       cost: Cost.norm(rms: false, n, D, KL_PASS_BACKWARD, accumulate: true))
         } else {
             try kernel(kl_rmsnorm_bwd(n, Int32(D), x, c.p(finalWeight), c.a(normRstd), dnormed, g, c.g(finalWeight), 1,
-                                      c.workspace, c.workspaceBytes, pool), "final rmsnorm bwd")
+                                      c.workspace, c.workspaceBytes, pool), "final rmsnorm",
+                       cost: Cost.norm(rms: true, n, D, KL_PASS_BACKWARD, accumulate: true))
         }
         for index in stride(from: blocks.count - 1, through: 0, by: -1) {
+            OpProfiler.active?.scope = blocks[index].kind + " bwd"
             try blocks[index].backward(c, x: c.a(residuals[index]), g: g)
         }
-        try kernel(kl_embedding_bwd(n, Int32(D), Int32(V), ids, g, c.g(embedding), 1, pool), "embedding bwd")
+        OpProfiler.active?.scope = "model bwd"
+        try kernel(kl_embedding_bwd(n, Int32(D), Int32(V), ids, g, c.g(embedding), 1, pool), "embedding",
+                   cost: Cost.embedding(n, D, KL_PASS_BACKWARD))
     }
 
     /// Sets every gradient to zero (once per optimizer step).

@@ -43,18 +43,9 @@ struct BlockNeeds {
     var workspaceBytes = 0
 }
 
-@inline(__always)
-func kernel(_ status: kl_status, _ name: @autoclosure () -> String) throws {
-    if status != KL_OK { try check(status, name()) }
-}
-
-func gemm(_ ta: Bool, _ tb: Bool, _ m: Int, _ n: Int, _ k: Int, _ a: UnsafePointer<Float>, _ lda: Int,
-          _ b: UnsafePointer<Float>, _ ldb: Int, beta: Float, _ c: FloatPointer, _ ldc: Int, _ pool: OpaquePointer) throws {
-    try kernel(kl_gemm(ta ? KL_TRANS : KL_NO_TRANS, tb ? KL_TRANS : KL_NO_TRANS, Int32(m), Int32(n), Int32(k), 1, a, lda,
-                       b, ldb, beta, c, ldc, pool), "kl_gemm")
-}
-
 protocol ModelBlock: AnyObject {
+    /// "attention", "mamba" or "lstm" (the profile's scope).
+    var kind: String { get }
     /// Resolves the block's parameter offsets once the table is final.
     func bind(_ table: ParameterTable)
     /// Fills shape-dependent data (RoPE's table) once the arena exists.
@@ -84,6 +75,7 @@ extension ModelBlock {
 
 /// Pre-norm transformer block: h = x + Wo attn(LN1 x); y = h + W2 gelu(W1 LN2 h).
 final class AttentionBlock: ModelBlock {
+    var kind: String { "attention" }
     let D: Int, H: Int, dh: Int, F: Int, eps: Float
     let position: ModelConfig.Position
     let rotary: Int, ropeBase: Float
@@ -177,26 +169,37 @@ final class AttentionBlock: ModelBlock {
 
     func forward(_ c: StepContext, x: FloatPointer, y: FloatPointer) throws {
         let n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }
-        try kernel(kl_layernorm_fwd(n, Int32(D), x, w[0], w[1], eps, c.a(ln1), c.a(ln1m), c.a(ln1r), pool), "layernorm")
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], w[3], c.a(qkv), 0, pool), "qkv projection")
-        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), c.a(qkv), c.a(qkvh), pool), "heads_split")
+        try kernel(kl_layernorm_fwd(n, Int32(D), x, w[0], w[1], eps, c.a(ln1), c.a(ln1m), c.a(ln1r), pool), "layernorm",
+                   cost: Cost.norm(rms: false, n, D, KL_PASS_FORWARD))
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], w[3], c.a(qkv), 0, pool), "qkv projection",
+                   cost: Cost.linear(n, D, 3 * D, bias: true, KL_PASS_FORWARD))
+        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), c.a(qkv), c.a(qkvh), pool), "heads split",
+                   cost: Cost.permute(3 * n * D))
         let q = c.a(qkvh), k = q + n * D, v = k + n * D
         if position == .rope {
             for t in [q, k] {
-                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 0, t, pool), "rope")
+                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 0, t, pool), "rope",
+                           cost: Cost.rope(c.batch * H, c.seq, rotary))
             }
         }
         try withParams(c) { p in
-            try kernel(kl_attn_fwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), c.workspace, c.workspaceBytes, pool), "attention")
+            try kernel(kl_attn_fwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), c.workspace, c.workspaceBytes, pool), "attention",
+                       cost: Cost.attention(p, KL_PASS_FORWARD))
         }
-        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), c.a(o), c.a(om), pool), "heads_merge")
-        c.a(h).update(from: x, count: n * D)
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(D), c.a(om), w[4], w[5], c.a(h), 1, pool), "attention out projection")
-        try kernel(kl_layernorm_fwd(n, Int32(D), c.a(h), w[6], w[7], eps, c.a(ln2), c.a(ln2m), c.a(ln2r), pool), "layernorm")
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(F), c.a(ln2), w[8], w[9], c.a(fc), 0, pool), "mlp fc")
-        try kernel(kl_act_fwd(KL_ACT_GELU_TANH, n * F, c.a(fc), c.a(act), pool), "gelu")
-        y.update(from: c.a(h), count: n * D)
-        try kernel(kl_linear_fwd(n, Int32(F), Int32(D), c.a(act), w[10], w[11], y, 1, pool), "mlp proj")
+        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), c.a(o), c.a(om), pool), "heads merge",
+                   cost: Cost.permute(n * D))
+        timed("residual copy", cost: Cost.permute(n * D)) { c.a(h).update(from: x, count: n * D) }
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(D), c.a(om), w[4], w[5], c.a(h), 1, pool), "out projection",
+                   cost: Cost.linear(n, D, D, bias: true, KL_PASS_FORWARD))
+        try kernel(kl_layernorm_fwd(n, Int32(D), c.a(h), w[6], w[7], eps, c.a(ln2), c.a(ln2m), c.a(ln2r), pool), "layernorm",
+                   cost: Cost.norm(rms: false, n, D, KL_PASS_FORWARD))
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(F), c.a(ln2), w[8], w[9], c.a(fc), 0, pool), "mlp fc",
+                   cost: Cost.linear(n, D, F, bias: true, KL_PASS_FORWARD))
+        try kernel(kl_act_fwd(KL_ACT_GELU_TANH, n * F, c.a(fc), c.a(act), pool), "gelu",
+                   cost: Cost.act(KL_ACT_GELU_TANH, n * F, KL_PASS_FORWARD))
+        timed("residual copy", cost: Cost.permute(n * D)) { y.update(from: c.a(h), count: n * D) }
+        try kernel(kl_linear_fwd(n, Int32(F), Int32(D), c.a(act), w[10], w[11], y, 1, pool), "mlp proj",
+                   cost: Cost.linear(n, F, D, bias: true, KL_PASS_FORWARD))
     }
 
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws {
@@ -204,29 +207,38 @@ final class AttentionBlock: ModelBlock {
         let dact = c.scratch, dln = dact + n * F, dom = dln + n * D, dqkvh = dom + n * D, dqkv = dqkvh + 3 * n * D
         let ws = c.workspace, wsBytes = c.workspaceBytes
         // MLP: y = h + proj(gelu(fc(LN2 h))).
-        try kernel(kl_linear_bwd(n, Int32(F), Int32(D), c.a(act), w[10], g, dact, dw[10], dw[11], 0, pool), "mlp proj bwd")
-        try kernel(kl_act_bwd(KL_ACT_GELU_TANH, n * F, c.a(fc), dact, dact, 0, pool), "gelu bwd")
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(F), c.a(ln2), w[8], dact, dln, dw[8], dw[9], 0, pool), "mlp fc bwd")
+        try kernel(kl_linear_bwd(n, Int32(F), Int32(D), c.a(act), w[10], g, dact, dw[10], dw[11], 0, pool), "mlp proj",
+                   cost: Cost.linear(n, F, D, bias: true, KL_PASS_BACKWARD))
+        try kernel(kl_act_bwd(KL_ACT_GELU_TANH, n * F, c.a(fc), dact, dact, 0, pool), "gelu",
+                   cost: Cost.act(KL_ACT_GELU_TANH, n * F, KL_PASS_BACKWARD))
+        try kernel(kl_linear_bwd(n, Int32(D), Int32(F), c.a(ln2), w[8], dact, dln, dw[8], dw[9], 0, pool), "mlp fc",
+                   cost: Cost.linear(n, D, F, bias: true, KL_PASS_BACKWARD))
         try kernel(kl_layernorm_bwd(n, Int32(D), c.a(h), w[6], c.a(ln2m), c.a(ln2r), dln, g, dw[6], dw[7], 1, ws, wsBytes, pool),
-                   "layernorm bwd")
+                   "layernorm", cost: Cost.norm(rms: false, n, D, KL_PASS_BACKWARD, accumulate: true))
         // Attention: h = x + out(attn(LN1 x)); g now holds dL/dh.
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(D), c.a(om), w[4], g, dom, dw[4], dw[5], 0, pool), "out projection bwd")
+        try kernel(kl_linear_bwd(n, Int32(D), Int32(D), c.a(om), w[4], g, dom, dw[4], dw[5], 0, pool), "out projection",
+                   cost: Cost.linear(n, D, D, bias: true, KL_PASS_BACKWARD))
         let dO = dln  // (B, H, T, dh)
-        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), dom, dO, pool), "heads_split")
+        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), dom, dO, pool), "heads split",
+                   cost: Cost.permute(n * D))
         let q = c.a(qkvh), k = q + n * D, v = k + n * D
         let dq = dqkvh, dk = dq + n * D, dv = dk + n * D
         try withParams(c) { p in
-            try kernel(kl_attn_bwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), dO, dq, dk, dv, ws, wsBytes, pool), "attention bwd")
+            try kernel(kl_attn_bwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), dO, dq, dk, dv, ws, wsBytes, pool), "attention",
+                       cost: Cost.attention(p, KL_PASS_BACKWARD))
         }
         if position == .rope {
             for t in [dq, dk] {
-                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 1, t, pool), "rope bwd")
+                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 1, t, pool), "rope",
+                           cost: Cost.rope(c.batch * H, c.seq, rotary))
             }
         }
-        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), dqkvh, dqkv, pool), "heads_merge")
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], dqkv, dln, dw[2], dw[3], 0, pool), "qkv bwd")
+        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), dqkvh, dqkv, pool), "heads merge",
+                   cost: Cost.permute(3 * n * D))
+        try kernel(kl_linear_bwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], dqkv, dln, dw[2], dw[3], 0, pool), "qkv projection",
+                   cost: Cost.linear(n, D, 3 * D, bias: true, KL_PASS_BACKWARD))
         try kernel(kl_layernorm_bwd(n, Int32(D), x, w[0], c.a(ln1m), c.a(ln1r), dln, g, dw[0], dw[1], 1, ws, wsBytes, pool),
-                   "layernorm bwd")
+                   "layernorm", cost: Cost.norm(rms: false, n, D, KL_PASS_BACKWARD, accumulate: true))
     }
 }
 
@@ -234,6 +246,7 @@ final class AttentionBlock: ModelBlock {
 
 /// Mamba-1 block with a pre-norm residual: y = x + out_proj(scan(...)).
 final class MambaBlock: ModelBlock {
+    var kind: String { "mamba" }
     let D: Int, Di: Int, N: Int, R: Int, K: Int, eps: Float
     let prefix: String
     var offsets: [Int] = []
@@ -290,32 +303,37 @@ final class MambaBlock: ModelBlock {
 
     func forward(_ c: StepContext, x: FloatPointer, y out: FloatPointer) throws {
         let n = c.rows, e = n * Di, B = c.batch, T = c.seq, pool = c.pool, w = offsets.map { c.p($0) }
-        try kernel(kl_rmsnorm_fwd(n, Int32(D), x, w[0], eps, c.a(xn), c.a(rstd), pool), "rmsnorm")
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], nil, c.a(xz), 0, pool), "in_proj")
+        try kernel(kl_rmsnorm_fwd(n, Int32(D), x, w[0], eps, c.a(xn), c.a(rstd), pool), "rmsnorm",
+                   cost: Cost.norm(rms: true, n, D, KL_PASS_FORWARD))
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], nil, c.a(xz), 0, pool), "in_proj",
+                   cost: Cost.linear(n, D, 2 * Di, bias: false, KL_PASS_FORWARD))
         // (B, T, 2, Di) -> (2, B, Di, T): x and z channel-major, as the conv and the scan read them.
-        try kernel(kl_heads_split(Int32(B), Int32(T), 2, Int32(Di), 1, c.a(xz), c.a(xzT), pool), "heads_split")
-        try kernel(kl_conv1d_fwd(Int32(B), Int32(Di), Int32(T), Int32(K), c.a(xzT), w[2], w[3], c.a(xc), pool), "conv1d")
-        try kernel(kl_act_fwd(KL_ACT_SILU, e, c.a(xc), c.a(u), pool), "silu")
+        try kernel(kl_heads_split(Int32(B), Int32(T), 2, Int32(Di), 1, c.a(xz), c.a(xzT), pool), "to channel-major",
+                   cost: Cost.permute(2 * e))
+        try kernel(kl_conv1d_fwd(Int32(B), Int32(Di), Int32(T), Int32(K), c.a(xzT), w[2], w[3], c.a(xc), pool), "conv1d",
+                   cost: Cost.conv1d(B, Di, T, K, KL_PASS_FORWARD))
+        try kernel(kl_act_fwd(KL_ACT_SILU, e, c.a(xc), c.a(u), pool), "silu",
+                   cost: Cost.act(KL_ACT_SILU, e, KL_PASS_FORWARD))
         // x_proj per sequence, transposed: (R + 2N, Di) (Di, T) gives dt, B, C as (., T) rows, the scan's layout.
         for b in 0..<B {
             let ub = c.a(u) + b * Di * T
-            try gemm(false, false, R, T, Di, w[4], Di, ub, T, beta: 0, c.a(dtr) + b * R * T, T, pool)
-            try gemm(false, false, N, T, Di, w[4] + R * Di, Di, ub, T, beta: 0, c.a(bm) + b * N * T, T, pool)
-            try gemm(false, false, N, T, Di, w[4] + (R + N) * Di, Di, ub, T, beta: 0, c.a(cm) + b * N * T, T, pool)
-            try gemm(false, false, Di, T, R, w[5], R, c.a(dtr) + b * R * T, T, beta: 0, c.a(delta) + b * Di * T, T, pool)
+            try gemm(false, false, R, T, Di, w[4], Di, ub, T, beta: 0, c.a(dtr) + b * R * T, T, pool, "x_proj")
+            try gemm(false, false, N, T, Di, w[4] + R * Di, Di, ub, T, beta: 0, c.a(bm) + b * N * T, T, pool, "x_proj")
+            try gemm(false, false, N, T, Di, w[4] + (R + N) * Di, Di, ub, T, beta: 0, c.a(cm) + b * N * T, T, pool, "x_proj")
+            try gemm(false, false, Di, T, R, w[5], R, c.a(dtr) + b * R * T, T, beta: 0, c.a(delta) + b * Di * T, T, pool, "dt_proj")
         }
         let aLog = w[7], a = c.a(aNeg)
-        for i in 0..<(Di * N) { a[i] = -expf(aLog[i]) }
+        timed("A = -exp(A_log)", cost: nil) { for i in 0..<(Di * N) { a[i] = -expf(aLog[i]) } }
         try withParams(B, T) { p in
             var inputs = kl_scan_inputs(u: c.a(u), delta: c.a(delta), A: a, B: c.a(bm), C: c.a(cm), D: w[8],
                                         z: c.a(xzT) + e, delta_bias: w[6], h0: nil)
             try kernel(kl_scan_fwd(p, KL_IMPL_FUSED, &inputs, c.a(y), c.a(last), c.a(saved), c.workspace, c.workspaceBytes, pool),
-                       "selective scan")
+                       "selective scan", cost: Cost.scan(p, KL_PASS_FORWARD))
         }
-        out.update(from: x, count: n * D)
+        timed("residual copy", cost: Cost.permute(n * D)) { out.update(from: x, count: n * D) }
         for b in 0..<B {
             // out_b (T, D) += y_b^T (T, Di) Wout^T (Di, D)
-            try gemm(true, true, T, D, Di, c.a(y) + b * Di * T, T, w[9], Di, beta: 1, out + b * T * D, D, pool)
+            try gemm(true, true, T, D, Di, c.a(y) + b * Di * T, T, w[9], Di, beta: 1, out + b * T * D, D, pool, "out_proj")
         }
     }
 
@@ -328,42 +346,47 @@ final class MambaBlock: ModelBlock {
         let dxzT = take(2 * e), dxz = take(2 * e), dxn = take(n * D), dA = take(Di * N), dD = take(Di), ddb = take(Di)
         for b in 0..<B {
             let gb = g + b * T * D, yb = c.a(y) + b * Di * T
-            try gemm(true, true, Di, T, D, w[9], Di, gb, D, beta: 0, dy + b * Di * T, T, pool)     // dy_b = Wout^T g_b^T
-            try gemm(true, true, D, Di, T, gb, D, yb, T, beta: 1, dw[9], Di, pool)                // dWout += g_b^T y_b^T
+            try gemm(true, true, Di, T, D, w[9], Di, gb, D, beta: 0, dy + b * Di * T, T, pool, "out_proj")     // dy_b = Wout^T g_b^T
+            try gemm(true, true, D, Di, T, gb, D, yb, T, beta: 1, dw[9], Di, pool, "out_proj")                // dWout += g_b^T y_b^T
         }
-        dxzT.update(repeating: 0, count: e)
+        timed("zero dz", cost: Cost.permute(e / 2)) { dxzT.update(repeating: 0, count: e) }
         try withParams(B, T) { p in
             var inputs = kl_scan_inputs(u: c.a(u), delta: c.a(delta), A: c.a(aNeg), B: c.a(bm), C: c.a(cm), D: w[8],
                                         z: c.a(xzT) + e, delta_bias: w[6], h0: nil)
             var grads = kl_scan_grads(du: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC, dD: dD, dz: dxzT + e,
                                       ddelta_bias: ddb, dh0: nil)
             try kernel(kl_scan_bwd(p, KL_IMPL_FUSED, &inputs, dy, nil, c.a(saved), &grads, c.workspace, c.workspaceBytes, pool),
-                       "selective scan bwd")
+                       "selective scan", cost: Cost.scan(p, KL_PASS_BACKWARD))
         }
         // The scan writes its parameter gradients; add them (A = -exp(A_log), so dA_log = dA A).
         let a = c.a(aNeg)
-        for i in 0..<(Di * N) { dw[7][i] += dA[i] * a[i] }
-        for i in 0..<Di {
-            dw[8][i] += dD[i]
-            dw[6][i] += ddb[i]
+        timed("scan parameter gradients", cost: nil) {
+            for i in 0..<(Di * N) { dw[7][i] += dA[i] * a[i] }
+            for i in 0..<Di {
+                dw[8][i] += dD[i]
+                dw[6][i] += ddb[i]
+            }
         }
         for b in 0..<B {
             let ub = c.a(u) + b * Di * T, db = ddelta + b * Di * T
-            try gemm(false, true, Di, R, T, db, T, c.a(dtr) + b * R * T, T, beta: 1, dw[5], R, pool)   // dWdt += ddelta dtr^T
-            try gemm(true, false, R, T, Di, w[5], R, db, T, beta: 0, ddtr + b * R * T, T, pool)       // ddtr = Wdt^T ddelta
+            try gemm(false, true, Di, R, T, db, T, c.a(dtr) + b * R * T, T, beta: 1, dw[5], R, pool, "dt_proj")   // dWdt += ddelta dtr^T
+            try gemm(true, false, R, T, Di, w[5], R, db, T, beta: 0, ddtr + b * R * T, T, pool, "dt_proj")       // ddtr = Wdt^T ddelta
             for (row, rows, grad) in [(0, R, ddtr), (R, N, dB), (R + N, N, dC)] {
                 let gb = grad + b * rows * T
-                try gemm(false, true, rows, Di, T, gb, T, ub, T, beta: 1, dw[4] + row * Di, Di, pool)      // dWx += G u^T
-                try gemm(true, false, Di, T, rows, w[4] + row * Di, Di, gb, T, beta: 1, du + b * Di * T, T, pool) // du += Wx^T G
+                try gemm(false, true, rows, Di, T, gb, T, ub, T, beta: 1, dw[4] + row * Di, Di, pool, "x_proj")      // dWx += G u^T
+                try gemm(true, false, Di, T, rows, w[4] + row * Di, Di, gb, T, beta: 1, du + b * Di * T, T, pool, "x_proj") // du += Wx^T G
             }
         }
-        try kernel(kl_act_bwd(KL_ACT_SILU, e, c.a(xc), du, du, 0, pool), "silu bwd")
+        try kernel(kl_act_bwd(KL_ACT_SILU, e, c.a(xc), du, du, 0, pool), "silu",
+                   cost: Cost.act(KL_ACT_SILU, e, KL_PASS_BACKWARD))
         try kernel(kl_conv1d_bwd(Int32(B), Int32(Di), Int32(T), Int32(K), c.a(xzT), w[2], du, dxzT, dw[2], dw[3], 1, pool),
-                   "conv1d bwd")
-        try kernel(kl_heads_merge(Int32(B), Int32(T), 2, Int32(Di), 1, dxzT, dxz, pool), "heads_merge")
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], dxz, dxn, dw[1], nil, 0, pool), "in_proj bwd")
+                   "conv1d", cost: Cost.conv1d(B, Di, T, K, KL_PASS_BACKWARD))
+        try kernel(kl_heads_merge(Int32(B), Int32(T), 2, Int32(Di), 1, dxzT, dxz, pool), "to channel-major",
+                   cost: Cost.permute(2 * e))
+        try kernel(kl_linear_bwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], dxz, dxn, dw[1], nil, 0, pool), "in_proj",
+                   cost: Cost.linear(n, D, 2 * Di, bias: false, KL_PASS_BACKWARD))
         try kernel(kl_rmsnorm_bwd(n, Int32(D), x, w[0], c.a(rstd), dxn, g, dw[0], 1, c.workspace, c.workspaceBytes, pool),
-                   "rmsnorm bwd")
+                   "rmsnorm", cost: Cost.norm(rms: true, n, D, KL_PASS_BACKWARD, accumulate: true))
     }
 }
 
@@ -372,6 +395,7 @@ final class MambaBlock: ModelBlock {
 /// One LSTM layer (hidden = d_model, no residual): the input projection of
 /// all steps in one GEMM, then per step the recurrent GEMM and the fused cell.
 final class LSTMBlock: ModelBlock {
+    var kind: String { "lstm" }
     let D: Int
     let prefix: String
     var offsets: [Int] = []
@@ -402,37 +426,44 @@ final class LSTMBlock: ModelBlock {
     func forward(_ c: StepContext, x: FloatPointer, y: FloatPointer) throws {
         let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }
         // (B, T, D) -> time-major (T, B, D): each step's rows are contiguous for its GEMM.
-        try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), x, c.a(xT), pool), "to time-major")
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(4 * D), c.a(xT), w[0], w[2], c.a(gates), 0, pool), "lstm input projection")
+        try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), x, c.a(xT), pool), "to time-major",
+                   cost: Cost.permute(n * D))
+        try kernel(kl_linear_fwd(n, Int32(D), Int32(4 * D), c.a(xT), w[0], w[2], c.a(gates), 0, pool), "input projection",
+                   cost: Cost.linear(n, D, 4 * D, bias: true, KL_PASS_FORWARD))
         c.a(zeros).update(repeating: 0, count: B * D)
         for t in 0..<T {
             let gt = c.a(gates) + t * B * 4 * D
-            if t > 0 { try gemm(false, true, B, 4 * D, D, c.a(hs) + (t - 1) * B * D, D, w[1], D, beta: 1, gt, 4 * D, pool) }
+            if t > 0 { try gemm(false, true, B, 4 * D, D, c.a(hs) + (t - 1) * B * D, D, w[1], D, beta: 1, gt, 4 * D, pool, "recurrent gemm") }
             let cPrev = t > 0 ? c.a(cs) + (t - 1) * B * D : c.a(zeros)
-            try kernel(kl_lstm_cell_fwd(B, D, gt, cPrev, c.a(cs) + t * B * D, c.a(hs) + t * B * D, pool), "lstm cell")
+            try kernel(kl_lstm_cell_fwd(B, D, gt, cPrev, c.a(cs) + t * B * D, c.a(hs) + t * B * D, pool), "lstm cell",
+                           cost: Cost.lstmCell(B, D, KL_PASS_FORWARD))
         }
-        try kernel(kl_heads_merge(1, Int32(B), 1, Int32(T), Int32(D), c.a(hs), y, pool), "to batch-major")
+        try kernel(kl_heads_merge(1, Int32(B), 1, Int32(T), Int32(D), c.a(hs), y, pool), "to batch-major",
+                   cost: Cost.permute(n * D))
     }
 
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws {
         let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }, dw = offsets.map { c.g($0) }
         let dhs = c.scratch, dgates = dhs + n * D, dcA = dgates + 4 * n * D, dcB = dcA + B * D, dxT = dcB + B * D
-        try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), g, dhs, pool), "to time-major")
+        try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), g, dhs, pool), "to time-major",
+                   cost: Cost.permute(n * D))
         var dcNext: FloatPointer? = nil, dcOut = dcA
         for t in stride(from: T - 1, through: 0, by: -1) {
             let gt = c.a(gates) + t * B * 4 * D, dgt = dgates + t * B * 4 * D
             let cPrev = t > 0 ? c.a(cs) + (t - 1) * B * D : c.a(zeros)
             try kernel(kl_lstm_cell_bwd(B, D, gt, cPrev, c.a(cs) + t * B * D, dhs + t * B * D, dcNext, dgt, dcOut, pool),
-                       "lstm cell bwd")
+                       "lstm cell", cost: Cost.lstmCell(B, D, KL_PASS_BACKWARD))
             if t > 0 {
                 let hPrev = c.a(hs) + (t - 1) * B * D
-                try gemm(false, false, B, D, 4 * D, dgt, 4 * D, w[1], D, beta: 1, dhs + (t - 1) * B * D, D, pool)  // dh_{t-1} += dg W_hh
-                try gemm(true, false, 4 * D, D, B, dgt, 4 * D, hPrev, D, beta: 1, dw[1], D, pool)                    // dW_hh += dg^T h_{t-1}
+                try gemm(false, false, B, D, 4 * D, dgt, 4 * D, w[1], D, beta: 1, dhs + (t - 1) * B * D, D, pool, "recurrent gemm")  // dh_{t-1} += dg W_hh
+                try gemm(true, false, 4 * D, D, B, dgt, 4 * D, hPrev, D, beta: 1, dw[1], D, pool, "recurrent gemm")                    // dW_hh += dg^T h_{t-1}
             }
             dcNext = dcOut
             dcOut = dcOut == dcA ? dcB : dcA
         }
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(4 * D), c.a(xT), w[0], dgates, dxT, dw[0], dw[2], 0, pool), "lstm input bwd")
-        try kernel(kl_heads_merge(1, Int32(B), 1, Int32(T), Int32(D), dxT, g, pool), "to batch-major")
+        try kernel(kl_linear_bwd(n, Int32(D), Int32(4 * D), c.a(xT), w[0], dgates, dxT, dw[0], dw[2], 0, pool), "input projection",
+                   cost: Cost.linear(n, D, 4 * D, bias: true, KL_PASS_BACKWARD))
+        try kernel(kl_heads_merge(1, Int32(B), 1, Int32(T), Int32(D), dxT, g, pool), "to batch-major",
+                   cost: Cost.permute(n * D))
     }
 }

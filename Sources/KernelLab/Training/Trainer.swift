@@ -104,7 +104,8 @@ public final class Trainer {
     public func trainStep(_ fill: (TokenBatch, Int) -> Void) throws -> StepRecord {
         let start = DispatchTime.now().uptimeNanoseconds
         try model.prepare(batch: options.batch, seq: options.seq, threads: threads)  // a no-op unless an evaluation changed it
-        model.zeroGradients()
+        OpProfiler.active?.scope = "optimizer"
+        timed("zero gradients", cost: Cost.permute(model.grads.count / 2)) { model.zeroGradients() }
         var loss = 0.0
         for k in 0..<options.accumulation {
             fill(batch, step * options.accumulation + k)
@@ -116,7 +117,10 @@ public final class Trainer {
             try model.backward()
         }
         var squares = 0.0
-        try pool.withUnsafePool { try kernel(kl_sum_squares(model.grads.count, model.grads.base, &squares, $0), "kl_sum_squares") }
+        OpProfiler.active?.scope = "optimizer"
+        try pool.withUnsafePool {
+            try kernel(kl_sum_squares(model.grads.count, model.grads.base, &squares, $0), "gradient norm", cost: Cost.sumSquares(model.grads.count))
+        }
         let norm = squares.squareRoot()
         step += 1
         let lr = options.learningRate(at: step)
@@ -127,7 +131,7 @@ public final class Trainer {
                                      weight_decay: decay, grad_scale: clipScale)
             try pool.withUnsafePool { handle in
                 try kernel(kl_adamw(hi - lo, model.params.base + lo, model.grads.base + lo, m.base + lo, v.base + lo, &hp, step, handle),
-                           "kl_adamw")
+                           "adamw", cost: Cost.adamw(hi - lo))
             }
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
