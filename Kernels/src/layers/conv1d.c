@@ -20,9 +20,9 @@ typedef struct {
 // Each row runs k-outer, l-inner over chunks of KL_CONV_CHUNK outputs, so the
 // inner loops are contiguous, branch-free and vectorize; every output still
 // sums bias + w[0] x + w[1] x + ... in ascending k, as the plain loop does.
-// The weight gradients keep KL_CONV_LANES independent double partial sums per
-// k (summed in a fixed order at the end), so they are not one long chain of
-// dependent adds.
+// The weight gradients keep KL_CONV_LANES independent partial sums per k
+// (float within a chunk, double across chunks and batches, summed in a fixed
+// order at the end), so they are not one long chain of dependent adds.
 #define KL_CONV_CHUNK 256
 #define KL_CONV_LANES 8
 
@@ -43,6 +43,22 @@ static void conv_fwd_worker(void *vctx, int tid, int nthreads) {
                 for (int l = shift; l < L; l++) y[l] += wk * x[l - shift];
             }
         }
+}
+
+// part[j] = sum over i = j (mod 8) of a[i] b[i] (b = NULL: of a[i]), in float:
+// eight independent sums, so the blocks of 8 vectorize without reordering any one sum.
+static void lane_dot(const float *a, const float *b, int n, float part[KL_CONV_LANES]) {
+    for (int j = 0; j < KL_CONV_LANES; j++) part[j] = 0;
+    int i = 0;
+    if (b) {
+        for (; i + KL_CONV_LANES <= n; i += KL_CONV_LANES)
+            for (int j = 0; j < KL_CONV_LANES; j++) part[j] += a[i + j] * b[i + j];
+        for (; i < n; i++) part[i % KL_CONV_LANES] += a[i] * b[i];
+    } else {
+        for (; i + KL_CONV_LANES <= n; i += KL_CONV_LANES)
+            for (int j = 0; j < KL_CONV_LANES; j++) part[j] += a[i + j];
+        for (; i < n; i++) part[i % KL_CONV_LANES] += a[i];
+    }
 }
 
 static void conv_bwd_worker(void *vctx, int tid, int nthreads) {
@@ -72,11 +88,15 @@ static void conv_bwd_worker(void *vctx, int tid, int nthreads) {
                 if (c->accumulate) for (int i = 0; i < n; i++) dx[l0 + i] += s[i];
                 else memcpy(dx + l0, s, sizeof(float) * (size_t)n);
                 // dw[k] += sum_l dy[l] x[l - shift] for l >= shift; dbias += sum_l dy[l].
-                for (int i = 0; i < n; i++) dbs[i % KL_CONV_LANES] += dy[l0 + i];
+                // Lanes of float partial sums over the chunk (blocks of 8 vectorize), then into the double totals.
+                float part[KL_CONV_LANES];
+                lane_dot(dy + l0, NULL, n, part);
+                for (int j = 0; j < KL_CONV_LANES; j++) dbs[j] += part[j];
                 for (int k = 0; k < K; k++) {
                     int shift = K - 1 - k, i0 = shift > l0 ? shift - l0 : 0;
-                    double *acc = dws[k];
-                    for (int i = i0; i < n; i++) acc[i % KL_CONV_LANES] += (double)dy[l0 + i] * x[l0 + i - shift];
+                    if (i0 >= n) continue;
+                    lane_dot(dy + l0 + i0, x + l0 + i0 - shift, n - i0, part);
+                    for (int j = 0; j < KL_CONV_LANES; j++) dws[k][j] += part[j];
                 }
             }
         }
