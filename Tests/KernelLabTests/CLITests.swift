@@ -239,6 +239,38 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(torch.stderr.contains("torch peer"), torch.stderr)
     }
 
+    /// `kernel-lab train`: a short run saves a checkpoint and resumes from it; a corrupt
+    /// checkpoint, a bad config file and an unknown model exit non-zero with a message naming them.
+    func testExecutableTrainCheckpointsAndErrors() throws {
+        let checkpoint = path("run.safetensors")
+        let common = ["train", "--pattern", "MA", "--d-model", "16", "--heads", "2", "--d-state", "4", "--batch", "2", "--seq", "24",
+                      "--min-len", "2", "--max-len", "4", "--threads", "1", "--log-every", "1", "--checkpoint", checkpoint]
+        let first = try launch(common + ["--steps", "2"])
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(first.stdout.contains("parameters") && first.stdout.contains("step     2") && first.stdout.contains("saved"), first.stdout)
+        // Resuming needs the same options (the schedule depends on --steps): the finished run resumes at its end.
+        let resumed = try launch(common + ["--steps", "2", "--resume"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(checkpoint) at step 2"), resumed.stdout)
+        let changed = try launch(common + ["--steps", "3", "--resume"])
+        XCTAssertNotEqual(changed.status, 0)
+        XCTAssertTrue(changed.stderr.contains("steps = 2, this run has 3"), changed.stderr)
+
+        try Data([0x10, 0, 0, 0, 0, 0, 0, 0] + Array("{not json".utf8)).write(to: URL(fileURLWithPath: checkpoint))
+        let corrupt = try launch(common + ["--steps", "2", "--resume"])
+        XCTAssertNotEqual(corrupt.status, 0)
+        XCTAssertTrue(corrupt.stderr.contains("run.safetensors"), corrupt.stderr)
+
+        let config = path("bad.json")
+        try Data(#"{"model": "rnn", "layers": 2, "d_model": 16}"#.utf8).write(to: URL(fileURLWithPath: config))
+        let bad = try launch(["train", "--config", config, "--steps", "1"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("unknown model 'rnn'"), bad.stderr)
+        let pattern = try launch(["train", "--pattern", "AQ", "--steps", "1"])
+        XCTAssertNotEqual(pattern.status, 0)
+        XCTAssertTrue(pattern.stderr.contains("pattern"), pattern.stderr)
+    }
+
     /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
     func testExecutableLayersTable() throws {
         let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",
