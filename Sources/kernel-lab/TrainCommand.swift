@@ -115,8 +115,11 @@ struct TrainCommand: ParsableCommand {
         for length in evalLengths {
             let accuracy = try CopyTask.evaluate(model, batch: batch, seq: seq, threads: threads, length: length,
                                                  batches: evalBatches, seed: seed &+ 0xE7A1)
-            print(String(format: "copy length %4d: string accuracy %.3f, character accuracy %.3f (%d strings)", length,
-                         accuracy.string, accuracy.character, accuracy.examples))
+            let generated = try CopyTask.evaluateGenerated(model, batch: batch, threads: threads, length: length, batches: evalBatches,
+                                                           seed: seed &+ 0xE7A1)
+            print(String(format: "copy length %4d: string accuracy %.3f, character accuracy %.3f (%d strings, teacher-forced); "
+                         + "generated: string %.3f, character %.3f", length, accuracy.string, accuracy.character, accuracy.examples,
+                         generated.string, generated.character))
         }
     }
 }

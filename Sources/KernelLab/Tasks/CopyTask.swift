@@ -120,3 +120,46 @@ extension CopyTask {
                             character: Double(right) / Double(positions))
     }
 }
+
+extension CopyTask {
+    /// Generated evaluation: each row is prompted with `$ s |` and decodes
+    /// length + 1 tokens greedily (KV cache and recurrent states), which must
+    /// be `s .`. The strings are those `evaluate` scores for the same seed,
+    /// so the two string accuracies agree (a copy right under teacher forcing
+    /// is the path greedy decoding takes). Character accuracy differs: after
+    /// a wrong token the model continues from its own output.
+    public static func evaluateGenerated(_ model: LanguageModel, batch: Int, threads: Int, length: Int, batches: Int,
+                                         seed: UInt64) throws -> CopyAccuracy {
+        guard length >= 1, batches >= 1 else {
+            throw KernelLabError.invalidArgument(argument: "length", reason: "length and batches must be >= 1")
+        }
+        let task = try CopyTask(lengths: length...length)
+        let seq = 2 * length + 2
+        let data = TokenBatch(batch: batch, seq: seq)
+        try model.prepareDecoding(batch: batch, capacity: seq, threads: threads)
+        defer { model.releaseDecoding() }
+        var exact = 0, rows = 0, right = 0, positions = 0
+        for k in 0..<batches {
+            _ = try task.fillEvaluation(data, length: length, seed: seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15)
+            let P = length + 2
+            var prompts = [Int32](repeating: 0, count: batch * P)
+            for row in 0..<batch {
+                for t in 0..<P { prompts[row * P + t] = data.tokens[row * seq + t] }
+            }
+            let generated = try model.generate(prompts: prompts, promptLength: P, count: length + 1)
+            for row in 0..<batch {
+                var all = true
+                for i in 0...length {
+                    let ok = generated[row * (length + 1) + i] == data.targets[row * seq + length + 1 + i]
+                    right += ok ? 1 : 0
+                    all = all && ok
+                }
+                positions += length + 1
+                exact += all ? 1 : 0
+                rows += 1
+            }
+        }
+        return CopyAccuracy(length: length, examples: rows, string: Double(exact) / Double(rows),
+                            character: Double(right) / Double(positions))
+    }
+}
