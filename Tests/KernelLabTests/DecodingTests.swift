@@ -117,7 +117,11 @@ final class DecodingTests: XCTestCase {
         XCTAssertThrowsError(try model.decodeStep([1], logits: &logits)) { XCTAssertTrue("\($0)".contains("prepareDecoding"), "\($0)") }
         try model.prepareDecoding(batch: 2, capacity: 4, threads: 1)
         XCTAssertThrowsError(try model.decodeStep([1], logits: &logits)) { XCTAssertTrue("\($0)".contains("tokens"), "\($0)") }
-        XCTAssertThrowsError(try model.decodeStep([1, 13], logits: &logits))
+        XCTAssertThrowsError(try model.decodeStep([1, 13], logits: &logits)) {
+            XCTAssertEqual($0 as? KernelLabError,
+                           .invalidArgument(argument: "tokens", reason: "tokens[1] = 13 is outside the vocabulary 0..<13"))
+        }
+        XCTAssertEqual(model.decodingPosition, 0, "a rejected step decodes nothing")
         XCTAssertThrowsError(try model.prepareDecoding(batch: 0, capacity: 4, threads: 1)) { XCTAssertTrue("\($0)".contains("batch"), "\($0)") }
     }
 

@@ -17,9 +17,10 @@ typedef struct {
     float *y, *dx, *dw, *dbias;
 } conv_ctx;
 
-// Each row runs k-outer, l-inner over chunks of KL_CONV_CHUNK outputs, so the
-// inner loops are contiguous, branch-free and vectorize; every output still
-// sums bias + w[0] x + w[1] x + ... in ascending k, as the plain loop does.
+// Each row runs k-outer, l-inner (the backward over chunks of KL_CONV_CHUNK
+// outputs), so the inner loops are contiguous, branch-free and vectorize;
+// every output still sums bias + w[0] x + w[1] x + ... in ascending k, as
+// the plain loop does.
 // The weight gradients keep KL_CONV_LANES independent partial sums per k
 // (float within a chunk, double across chunks and batches, summed in a fixed
 // order at the end), so they are not one long chain of dependent adds.

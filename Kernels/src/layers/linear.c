@@ -166,8 +166,8 @@ kl_status kl_heads_merge(int B, int T, int P, int H, int e, const float *x, floa
 }
 
 // Cost of a split or merge of n floats: no FLOPs; each float read once and
-// written once (8 n bytes). Rows of e floats move with memcpy, so short rows
-// (Mamba's e = 1) run below this bandwidth model: it is the floor.
+// written once (8 n bytes): the floor. Strided reads (the tiled transpose of
+// e = 1, short memcpy rows otherwise) keep the moves below it in practice.
 kl_status kl_permute_cost(long n, kl_cost *c) {
     if (!c || n < 0) return kl_fail(KL_ERR_INVALID_ARGUMENT, "permute cost: need out and n >= 0");
     c->flops = c->exps = 0;

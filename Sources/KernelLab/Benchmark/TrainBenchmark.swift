@@ -252,12 +252,13 @@ public enum TrainBenchmark {
     /// Roofline of one profiled row: each op with a cost model at (FLOP/byte, GFLOP/s), one colour per scope, beside the roofs.
     public static func roofline(_ r: Row, roofs: Roofs?, caption: String) -> String {
         let placed = r.ops.filter { ($0.flops ?? 0) > 0 && ($0.bytes ?? 0) > 0 }
+        let total = r.ops.reduce(0) { $0 + $1.secondsPerStep }  // shares as in the table: of the profiled ops' sum
         var scopes: [String] = []
         for op in placed where !scopes.contains(op.scope) { scopes.append(op.scope) }
         var series = scopes.map { scope in
             let mine = placed.filter { $0.scope == scope }
             return LinePlot.Series(name: scope, points: mine.map { (x: $0.intensity!, y: $0.gflops!) },
-                                   labels: mine.map { $0.name + String(format: " %.0f%%", 100 * $0.secondsPerStep / max(r.step.median, 1e-12)) })
+                                   labels: mine.map { $0.name + String(format: " %.0f%%", 100 * $0.secondsPerStep / max(total, 1e-12)) })
         }
         if let roofs {
             let xs = placed.compactMap(\.intensity)

@@ -277,6 +277,9 @@ extension LanguageModel {
             throw KernelLabError.invalidArgument(argument: "tokens",
                                                  reason: "the state holds its capacity of \(state.capacity) tokens; resetDecoding() to start again")
         }
+        if let bad = tokens.firstIndex(where: { $0 < 0 || Int($0) >= V }) {
+            throw KernelLabError.invalidArgument(argument: "tokens", reason: "tokens[\(bad)] = \(tokens[bad]) is outside the vocabulary 0..<\(V)")
+        }
         tokens.withUnsafeBufferPointer { state.ids.update(from: $0.baseAddress!, count: B) }
         let c = state.context(params.base)
         var x = c.a(state.hidden), y = x + B * D
