@@ -92,8 +92,8 @@ public enum ModelDecodeBenchmark {
         for entry in c.models {
             let model = try LanguageModel(config: entry.config, seed: c.seed)
             let attentionLayers = entry.config.pattern.filter { $0 == "A" }.count
-            var tokens = [Int32](repeating: 0, count: c.batch), logits: [Float] = []
-            for (i, t) in tokens.indices.enumerated() { tokens[t] = Int32(i % entry.config.vocabulary) }
+            let tokens = (0..<c.batch).map { Int32($0 % entry.config.vocabulary) }
+            var logits: [Float] = []
             for L in c.contexts {
                 progress?("\(entry.name) L=\(L)")
                 let before = ProcessMemory.residentBytes()

@@ -27,13 +27,9 @@ public enum TrainBenchmark {
     public static func defaultModels(vocabulary: Int = 32, dModel: Int = 256, layers: Int = 4, heads: Int = 8) throws
         -> [ModelDecodeBenchmark.Model]
     {
-        [
-            .init(name: "transformer", config: try ModelConfig(vocabulary: vocabulary, dModel: dModel,
-                                                               pattern: String(repeating: "A", count: layers), heads: heads,
-                                                               position: .rope)),
-            .init(name: "mamba", config: try ModelConfig(vocabulary: vocabulary, dModel: dModel,
-                                                         pattern: String(repeating: "M", count: layers))),
-        ]
+        // The decode benchmark's transformer and Mamba: the same configurations.
+        try ModelDecodeBenchmark.defaultModels(vocabulary: vocabulary, dModel: dModel, layers: layers, heads: heads)
+            .filter { ["transformer", "mamba"].contains($0.name) }
     }
 
     /// One op of a step, summed over its calls (all layers of its kind).

@@ -177,7 +177,7 @@ extension LSTMBlock {
 
 /// The decoding arena of a `LanguageModel` and where its pieces are.
 final class DecoderState {
-    let batch: Int, capacity: Int, threads: Int
+    let batch: Int, capacity: Int
     let arena: FloatBuffer
     let workspace: Workspace
     let pool: ThreadPool
@@ -188,9 +188,9 @@ final class DecoderState {
     let stateFloats: Int
     var position = 0
 
-    init(batch: Int, capacity: Int, threads: Int, arena: FloatBuffer, workspace: Workspace, pool: ThreadPool,
+    init(batch: Int, capacity: Int, arena: FloatBuffer, workspace: Workspace, pool: ThreadPool,
          hidden: Int, normed: Int, mean: Int, rstd: Int, logits: Int, stateFloats: Int) {
-        self.batch = batch; self.capacity = capacity; self.threads = threads
+        self.batch = batch; self.capacity = capacity
         self.arena = arena; self.workspace = workspace; self.pool = pool
         self.hidden = hidden; self.normed = normed; self.mean = mean; self.rstd = rstd; self.logits = logits
         self.stateFloats = stateFloats
@@ -231,7 +231,7 @@ extension LanguageModel {
             workspaceBytes = max(workspaceBytes, needs.workspaceBytes)
             stateFloats += needs.stateFloats
         }
-        let state = DecoderState(batch: batch, capacity: capacity, threads: threads, arena: try FloatBuffer(count: planner.floats),
+        let state = DecoderState(batch: batch, capacity: capacity, arena: try FloatBuffer(count: planner.floats),
                                  workspace: try Workspace(bytes: max(workspaceBytes, 64)), pool: try ThreadPool(threads: threads),
                                  hidden: hidden, normed: normed, mean: mean, rstd: rstd, logits: logits, stateFloats: stateFloats)
         decoder = state
