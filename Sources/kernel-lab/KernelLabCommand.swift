@@ -9,5 +9,6 @@ struct KernelLabCommand: ParsableCommand {
         abstract: "Measure fused and unfused CPU kernels against OpenBLAS.",
         subcommands: [InfoCommand.self, AttentionCommand.self, ScanCommand.self, RunCommand.self, CeilingsCommand.self,
                       RooflineCommand.self, TrafficCommand.self, BenchCommand.self, GEMMCommand.self,
-                      DecodeCommand.self, LayersCommand.self, TrainCommand.self, DecodeBenchCommand.self, TrainBenchCommand.self])
+                      DecodeCommand.self, LayersCommand.self, TrainCommand.self, DecodeBenchCommand.self, TrainBenchCommand.self,
+                      CopyCommand.self])
 }

@@ -25,8 +25,12 @@ public struct LinePlot: Sendable {
     public var xLabel: String, yLabel: String
     public var logX: Bool, logY: Bool
     public var series: [Series]
+    /// A band of x values drawn shaded behind the lines (such as the training range), with its label.
+    public var shade: (from: Double, to: Double, label: String)?
 
-    public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false, series: [Series]) {
+    public init(title: String, xLabel: String, yLabel: String, logX: Bool = false, logY: Bool = false, series: [Series],
+                shade: (from: Double, to: Double, label: String)? = nil) {
+        self.shade = shade
         self.title = title
         self.xLabel = xLabel
         self.yLabel = yLabel
@@ -79,6 +83,16 @@ public struct LinePlot: Sendable {
         func py(_ y: Double) -> Double { m.top + (1 - yAxis.fraction(y)) * plotH }
         var out = "<text x=\"\(f(Self.width / 2))\" y=\"22\" text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\">"
             + "\(escapeXML(title))</text>\n"
+        if let shade {
+            // Clipped to the plot: the band may start before the first point (or at 0 on a log axis).
+            let from = logX && shade.from <= 0 ? pow(10, xAxis.low) : shade.from
+            let lo = min(max(px(from), m.left), m.left + plotW)
+            let hi = min(max(px(shade.to), m.left), m.left + plotW)
+            if hi > lo {
+                out += "<rect x=\"\(f(lo))\" y=\"\(f(m.top))\" width=\"\(f(hi - lo))\" height=\"\(f(plotH))\" fill=\"#f0f0f0\"/>"
+                    + "<text x=\"\(f(lo + 4))\" y=\"\(f(m.top + 14))\" font-size=\"10\" fill=\"#777777\">\(escapeXML(shade.label))</text>\n"
+            }
+        }
         out += "<rect x=\"\(f(m.left))\" y=\"\(f(m.top))\" width=\"\(f(plotW))\" height=\"\(f(plotH))\" fill=\"none\" stroke=\"#888888\"/>\n"
         for tick in xAxis.ticks {
             let x = px(tick)

@@ -350,7 +350,7 @@ private func htmlTable(_ rows: [[String]], numeric: Set<Int>) -> String {
 }
 
 /// A CSV field, quoted when it holds a comma, quote or newline.
-private func csvField(_ text: String) -> String {
+func csvField(_ text: String) -> String {
     guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) else { return text }
     return "\"" + text.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }

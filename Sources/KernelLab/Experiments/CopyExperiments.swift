@@ -1,0 +1,184 @@
+import Foundation
+
+/// How large an experiment is run: `smoke` takes seconds (it checks the
+/// pipeline, its numbers mean nothing); `quick` fits `make copy`'s budget on
+/// 2 cores; `paper` is closer to the paper's lengths and takes hours.
+public enum CopyPreset: String, CaseIterable, Codable, Sendable { case smoke, quick, paper }
+
+/// The copying experiments of `kernel-lab copy run`.
+public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
+    case trainEfficiency = "train-efficiency"
+    case lengthGeneralization = "length-generalization"
+    case construction = "ngram-construction"
+    case capacity = "state-capacity"
+    case lookup = "prefix-suffix-lookup"
+
+    public var title: String {
+        switch self {
+        case .trainEfficiency: "Training efficiency: copy accuracy against examples seen"
+        case .lengthGeneralization: "Length generalization: train on short strings, copy long ones"
+        case .construction: "The constructive side: a hand-built n-gram copier (Theorem 2.3)"
+        case .capacity: "The capacity side: Mamba models with shrinking state (Theorem 2.7)"
+        case .lookup: "Prefix and suffix n-gram lookup"
+        }
+    }
+}
+
+/// The sizes of a preset: models, lengths, budgets.
+public struct CopyScale: Codable, Equatable, Sendable {
+    public var dModel: Int
+    public var layers: Int
+    public var heads: Int
+    public var batch: Int
+    public var seq: Int
+    public var learningRate: Float
+    public var warmup: Int
+    public var evalStrings: Int
+    /// Copy (experiments 1 and 2): strings of 1...trainLength, `copySteps` steps at most.
+    public var trainLength: Int
+    public var copySteps: Int
+    public var copyEvalEvery: Int
+    /// Multiples of the training length of experiment 2's evaluation.
+    public var generalizationFactors: [Double]
+    /// Experiment 3: lengths and strings per length, n = 2...6.
+    public var constructionLengths: [Int]
+    public var constructionStrings: Int
+    /// Experiment 4: one-layer Mamba of this width, expand 1, these state sizes.
+    public var capacityDModel: Int
+    public var capacityStates: [Int]
+    public var capacityTrainLength: Int
+    public var capacitySteps: Int
+    /// Experiment 5: train on lookupTrainLength at most, test to lookupTestLength.
+    public var lookupTrainLength: Int
+    public var lookupTestLengths: [Int]
+    public var lookupSteps: Int
+    public var lookupSeq: Int
+
+    public static func of(_ preset: CopyPreset) -> CopyScale {
+        switch preset {
+        case .smoke:
+            CopyScale(dModel: 16, layers: 1, heads: 2, batch: 4, seq: 32, learningRate: 3e-3, warmup: 2, evalStrings: 16,
+                      trainLength: 4, copySteps: 6, copyEvalEvery: 3, generalizationFactors: [1, 2],
+                      constructionLengths: [5, 10], constructionStrings: 8,
+                      capacityDModel: 8, capacityStates: [1, 2], capacityTrainLength: 4, capacitySteps: 6,
+                      lookupTrainLength: 8, lookupTestLengths: [6, 8, 12], lookupSteps: 6, lookupSeq: 32)
+        case .quick:
+            CopyScale(dModel: 64, layers: 2, heads: 8, batch: 16, seq: 128, learningRate: 1e-3, warmup: 50, evalStrings: 64,
+                      trainLength: 16, copySteps: 1200, copyEvalEvery: 100, generalizationFactors: [0.5, 1, 1.5, 2, 3, 5, 10, 20],
+                      constructionLengths: [5, 10, 20, 40, 80, 160, 320], constructionStrings: 96,
+                      capacityDModel: 16, capacityStates: [1, 2, 4, 8], capacityTrainLength: 24, capacitySteps: 1200,
+                      lookupTrainLength: 20, lookupTestLengths: [10, 20, 30, 40, 60, 100], lookupSteps: 1200, lookupSeq: 128)
+        case .paper:
+            CopyScale(dModel: 256, layers: 4, heads: 16, batch: 16, seq: 256, learningRate: 5e-4, warmup: 200, evalStrings: 128,
+                      trainLength: 50, copySteps: 8000, copyEvalEvery: 250, generalizationFactors: [0.5, 1, 1.5, 2, 3, 5, 10, 20],
+                      constructionLengths: [5, 10, 20, 50, 100, 200, 500, 1000], constructionStrings: 256,
+                      capacityDModel: 32, capacityStates: [1, 2, 4, 8, 16], capacityTrainLength: 64, capacitySteps: 6000,
+                      lookupTrainLength: 30, lookupTestLengths: [10, 20, 30, 40, 50, 70, 100], lookupSteps: 6000, lookupSeq: 256)
+        }
+    }
+}
+
+/// The runs an experiment trains, each with the label it is reported under.
+public struct CopyPlan: Sendable {
+    public var experiment: CopyExperiment
+    public var preset: CopyPreset
+    public var scale: CopyScale
+    public var seeds: Int
+    public var runs: [(label: String, spec: CopyRunSpec)]
+}
+
+extension CopyExperiment {
+    /// The models of experiments 1 and 2: four transformers (the paper's
+    /// positions) and Mamba and an LSTM of about the same parameter count.
+    static func copyModels(_ scale: CopyScale) throws -> [(String, ModelConfig)] {
+        let pattern = String(repeating: "A", count: scale.layers)
+        var models: [(String, ModelConfig)] = []
+        for (label, position) in [("rope", ModelConfig.Position.rope), ("nope", .nope), ("alibi", .alibi), ("hard_alibi", .hardAlibi)] {
+            models.append((label, try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: scale.dModel, pattern: pattern,
+                                                  heads: scale.heads, position: position)))
+        }
+        let target = parameterCount(models[0].1)
+        models.append(("mamba", try matched(target, pattern: String(repeating: "M", count: scale.layers))))
+        models.append(("lstm", try matched(target, pattern: String(repeating: "L", count: scale.layers))))
+        return models
+    }
+
+    static func parameterCount(_ config: ModelConfig) -> Int { ParameterTableBuilder.build(config).0.parameterCount }
+
+    /// The width (a multiple of 8) whose model of `pattern` has the parameter count nearest `target`.
+    static func matched(_ target: Int, pattern: String, dState: Int = 16) throws -> ModelConfig {
+        var best: ModelConfig?
+        for width in stride(from: 8, through: 2048, by: 8) {
+            let config = try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: width, pattern: pattern, dState: dState)
+            if best == nil || abs(parameterCount(config) - target) < abs(parameterCount(best!) - target) { best = config }
+            if parameterCount(config) > target { break }
+        }
+        return best!
+    }
+
+    /// The runs of this experiment at `preset` over `seeds` seeds (0..<seeds).
+    /// - Throws: `KernelLabError.invalidArgument` unless `seeds >= 1`.
+    public func plan(preset: CopyPreset, seeds: Int) throws -> CopyPlan {
+        guard (1...100).contains(seeds) else {
+            throw KernelLabError.invalidArgument(argument: "seeds", reason: "must be in 1...100, got \(seeds)")
+        }
+        return try plan(scale: .of(preset), preset: preset, seeds: seeds)
+    }
+
+    /// The runs at an explicit scale (tests use tiny ones).
+    public func plan(scale: CopyScale, preset: CopyPreset, seeds: Int) throws -> CopyPlan {
+        var runs: [(String, CopyRunSpec)] = []
+        let s = scale
+        switch self {
+        case .trainEfficiency, .lengthGeneralization:
+            // One set of runs serves both: trained to perfect in-distribution
+            // accuracy (or the budget), the curve at the training length on the
+            // way (experiment 1), the long lengths at the end (experiment 2).
+            let lengths = Self.generalizationLengths(s)
+            for (label, config) in try Self.copyModels(s) {
+                for seed in 0..<seeds {
+                    runs.append((label, CopyRunSpec(model: label, config: config, task: TaskSpec(kind: .copy, lengths: 1...s.trainLength),
+                                                    steps: s.copySteps, batch: s.batch, seq: s.seq, learningRate: s.learningRate,
+                                                    warmup: s.warmup, seed: UInt64(seed), evalEvery: s.copyEvalEvery,
+                                                    evalLength: s.trainLength, stopAccuracy: 0.99, finalLengths: lengths,
+                                                    evalStrings: s.evalStrings)))
+                }
+            }
+        case .construction:
+            break
+        case .capacity:
+            let lengths = Array(Set([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64].filter { $0 <= s.capacityTrainLength } + [s.capacityTrainLength])).sorted()
+            for n in s.capacityStates {
+                let config = try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: s.capacityDModel, pattern: "M", dState: n,
+                                             expand: 1)
+                for seed in 0..<seeds {
+                    runs.append(("N=\(n)", CopyRunSpec(model: "mamba-n\(n)", config: config,
+                                                        task: TaskSpec(kind: .copy, lengths: 1...s.capacityTrainLength),
+                                                        steps: s.capacitySteps, batch: s.batch, seq: s.seq, learningRate: 2e-3,
+                                                        warmup: s.warmup, seed: UInt64(seed), evalEvery: s.copyEvalEvery,
+                                                        evalLength: s.capacityTrainLength / 2, finalLengths: lengths, evalStrings: s.evalStrings)))
+                }
+            }
+        case .lookup:
+            let transformer = try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: s.dModel, pattern: String(repeating: "A", count: s.layers),
+                                              heads: s.heads, position: .hardAlibi)
+            let mamba = try Self.matched(Self.parameterCount(transformer), pattern: String(repeating: "M", count: s.layers))
+            for kind in [TaskSpec.Kind.prefix, .suffix] {
+                for (label, config) in [("hard_alibi", transformer), ("mamba", mamba)] {
+                    for seed in 0..<seeds {
+                        runs.append(("\(label) \(kind.rawValue)", CopyRunSpec(
+                            model: label, config: config, task: TaskSpec(kind: kind, lengths: 6...s.lookupTrainLength),
+                            steps: s.lookupSteps, batch: s.batch, seq: s.lookupSeq, learningRate: s.learningRate, warmup: s.warmup,
+                            seed: UInt64(seed), evalEvery: s.copyEvalEvery, evalLength: s.lookupTrainLength, stopAccuracy: 0.99,
+                            finalLengths: s.lookupTestLengths, evalStrings: s.evalStrings)))
+                    }
+                }
+            }
+        }
+        return CopyPlan(experiment: self, preset: preset, scale: s, seeds: seeds, runs: runs)
+    }
+
+    static func generalizationLengths(_ s: CopyScale) -> [Int] {
+        Array(Set(s.generalizationFactors.map { max(1, Int((Double(s.trainLength) * $0).rounded())) })).sorted()
+    }
+}

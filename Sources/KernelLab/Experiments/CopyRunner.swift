@@ -1,0 +1,194 @@
+import Foundation
+
+/// Where a run's progress goes: a bar on a terminal, plain lines elsewhere.
+public final class RunProgress: @unchecked Sendable {
+    public let isTerminal: Bool
+    private let write: (String) -> Void
+    private var lastLength = 0
+
+    /// `write` receives text without a trailing newline policy of its own.
+    public init(isTerminal: Bool = isatty(STDOUT_FILENO) != 0, write: @escaping (String) -> Void = { text in
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }) {
+        self.isTerminal = isTerminal
+        self.write = write
+    }
+
+    /// A silent reporter (tests).
+    public static var silent: RunProgress { RunProgress(isTerminal: false, write: { _ in }) }
+
+    func update(label: String, step: Int, steps: Int, loss: Double, accuracy: Double?, elapsed: Double, evaluated: Bool) {
+        let eta = step > 0 ? elapsed / Double(step) * Double(steps - step) : 0
+        let acc = accuracy.map { String(format: "acc %.3f", $0) } ?? "acc   -  "
+        if isTerminal {
+            let width = 24, filled = steps > 0 ? width * step / steps : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let text = String(format: "\r%@ [%@] %d/%d loss %.4f %@ ETA %@", label, bar, step, steps, loss, acc, clock(eta))
+            write(text + String(repeating: " ", count: max(0, lastLength - text.count)))
+            lastLength = text.count
+        } else if evaluated {
+            write(String(format: "%@ step %d/%d loss %.4f %@ elapsed %@ ETA %@\n", label, step, steps, loss, acc, clock(elapsed), clock(eta)))
+        }
+    }
+
+    func line(_ text: String) {
+        if isTerminal && lastLength > 0 { write("\n"); lastLength = 0 }
+        write(text + "\n")
+    }
+}
+
+func clock(_ seconds: Double) -> String {
+    let s = max(0, Int(seconds.rounded()))
+    return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+}
+
+/// Trains and evaluates the runs of a grid, each once: a finished run's
+/// result file is read back instead of training again, and an interrupted
+/// one resumes from its checkpoint on the same curve (the data of a step
+/// depends only on the seed and the step, the trainer is bit-exact).
+///
+/// Files per run under `directory`: `<id>.json` (the result, written whole
+/// when the run ends), `<id>.ckpt` and `<id>.partial.json` (the trainer's
+/// state and the curve so far, every `evalEvery` steps; removed at the end).
+public final class CopyRunner {
+    public let directory: String
+    public let threads: Int
+    public let progress: RunProgress
+    /// Set from a signal handler: the run checkpoints at its next step and throws `interrupted`.
+    public var shouldStop: () -> Bool = { false }
+
+    public struct Interrupted: Error, CustomStringConvertible {
+        public let run: String
+        public let step: Int
+        public var description: String { "interrupted during \(run) at step \(step); its checkpoint is saved" }
+    }
+
+    public init(directory: String, threads: Int, progress: RunProgress = .silent) throws {
+        self.directory = directory
+        self.threads = threads
+        self.progress = progress
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw KernelLabError.io(path: directory, reason: "cannot create the runs directory: \(error.localizedDescription)")
+        }
+    }
+
+    func path(_ id: String, _ suffix: String) -> String { (directory as NSString).appendingPathComponent(id + suffix) }
+
+    /// The stored result of `spec`, if its run has finished.
+    public func finished(_ spec: CopyRunSpec) -> CopyRunResult? {
+        guard let data = FileManager.default.contents(atPath: path(spec.id, ".json")),
+              let result = try? JSONDecoder.lab.decode(CopyRunResult.self, from: data), result.spec == spec else { return nil }
+        return result
+    }
+
+    /// Runs `spec` (or reads its finished result). `label` prefixes progress lines.
+    public func run(_ spec: CopyRunSpec, label: String) throws -> CopyRunResult {
+        if let done = finished(spec) {
+            progress.line("\(label) done earlier (\(clock(done.wallSeconds)) of training), not re-run")
+            return done
+        }
+        let config = try spec.modelConfig()
+        let task = try spec.task.make()
+        let model = try LanguageModel(config: config, seed: spec.seed)
+        let trainer = try Trainer(model: model, options: spec.trainingOptions, threads: threads)
+        let checkpoint = path(spec.id, ".ckpt"), partialPath = path(spec.id, ".partial.json")
+        var partial = Partial(curve: [], examples: 0, seconds: 0, loss: 0)
+        if FileManager.default.fileExists(atPath: checkpoint) {
+            try Checkpoint.load(checkpoint, into: trainer)
+            if let data = FileManager.default.contents(atPath: partialPath), let saved = try? JSONDecoder.lab.decode(Partial.self, from: data),
+               saved.step == trainer.step {
+                partial = saved
+            } else {
+                // The checkpoint landed but not its curve: replay the data counts, re-evaluate (the state is the same).
+                partial.examples = (0..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
+                partial.curve = []
+            }
+            progress.line("\(label) resumed at step \(trainer.step)")
+        }
+        let evalBatches = (spec.evalStrings + CopyRunSpec.evalBatch - 1) / CopyRunSpec.evalBatch
+        let evalSeed = spec.seed &+ 0xE7A1
+        func evaluate(_ length: Int) throws -> CopyAccuracy {
+            try task.evaluate(model, batch: CopyRunSpec.evalBatch, seq: task.evaluationSeq(length: length), threads: threads,
+                              length: length, batches: evalBatches, seed: evalSeed &+ UInt64(length))
+        }
+        func stopReached() -> Bool {
+            guard let target = spec.stopAccuracy, partial.curve.count >= 2 else { return false }
+            return partial.curve.suffix(2).allSatisfy { $0.string >= target }
+        }
+        let started = Date()
+        let base = partial.seconds
+        var lastAccuracy = partial.curve.last?.string
+        while trainer.step < spec.steps && !stopReached() {
+            var counted = 0
+            let record = try trainer.trainStep { batch, micro in
+                task.fill(batch, seed: spec.seed, step: micro)
+                counted += batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+            }
+            partial.examples += counted
+            partial.loss = record.loss
+            let evaluated = record.step % spec.evalEvery == 0 || record.step == spec.steps
+            if evaluated {
+                let accuracy = try evaluate(spec.evalLength)
+                partial.curve.append(CurvePoint(step: record.step, examples: partial.examples, loss: record.loss,
+                                                string: accuracy.string, character: accuracy.character))
+                lastAccuracy = accuracy.string
+                partial.step = record.step
+                partial.seconds = base + Date().timeIntervalSince(started)
+                try Checkpoint.save(trainer, to: checkpoint)
+                try writeFileAtomically(partialPath, bytes: Array(try JSONEncoder.sorted.encode(partial)))
+            }
+            progress.update(label: label, step: record.step, steps: spec.steps, loss: record.loss, accuracy: lastAccuracy,
+                            elapsed: base + Date().timeIntervalSince(started), evaluated: evaluated)
+            if shouldStop() {
+                partial.step = record.step
+                partial.seconds = base + Date().timeIntervalSince(started)
+                try Checkpoint.save(trainer, to: checkpoint)
+                try writeFileAtomically(partialPath, bytes: Array(try JSONEncoder.sorted.encode(partial)))
+                progress.line("")
+                throw Interrupted(run: label, step: trainer.step)
+            }
+        }
+        let trainSeconds = base + Date().timeIntervalSince(started)
+        let accuracy = try spec.finalLengths.map(evaluate)
+        let generated = try task.evaluateGenerated(model, batch: CopyRunSpec.evalBatch, threads: threads, length: spec.evalLength,
+                                                   batches: evalBatches, seed: evalSeed &+ UInt64(spec.evalLength))
+        let result = CopyRunResult(spec: spec, id: spec.id, parameters: model.parameterCount, stateFloats: Self.stateFloats(config),
+                                   steps: trainer.step, examplesSeen: partial.examples, tokensTrained: trainer.step * spec.batch * spec.seq,
+                                   wallSeconds: trainSeconds, finalLoss: partial.loss, curve: partial.curve, accuracy: accuracy,
+                                   generated: generated, isa: try ISA.active.rawValue, threads: threads)
+        try writeFileAtomically(path(spec.id, ".json"), bytes: Array(try JSONEncoder.pretty.encode(result)))
+        try? FileManager.default.removeItem(atPath: checkpoint)
+        try? FileManager.default.removeItem(atPath: partialPath)
+        progress.line(String(format: "%@ done: %d steps, %@, loss %.4f, accuracy at length %d %.3f (generated %.3f)", label,
+                             trainer.step, clock(trainSeconds), partial.loss, spec.evalLength, lastAccuracy ?? .nan, generated.string))
+        return result
+    }
+
+    /// Examples that start in step `step`'s batch (a replay of its data, for a curve lost after its checkpoint).
+    private func examples(_ task: any SequenceTask, _ spec: CopyRunSpec, step: Int) -> Int {
+        let batch = TokenBatch(batch: spec.batch, seq: spec.seq)
+        task.fill(batch, seed: spec.seed, step: step)
+        return batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+    }
+
+    /// Floats of the fixed-size recurrent state per sequence (Mamba: conv window and SSM state; LSTM: h and c).
+    public static func stateFloats(_ config: ModelConfig) -> Int {
+        config.pattern.reduce(0) { total, letter in
+            switch letter {
+            case "M": total + config.dInner * (config.dState + config.convKernel - 1)
+            case "L": total + 2 * config.dModel
+            default: total
+            }
+        }
+    }
+
+    private struct Partial: Codable {
+        var step = 0
+        var curve: [CurvePoint]
+        var examples: Int
+        var seconds: Double
+        var loss: Double
+    }
+}

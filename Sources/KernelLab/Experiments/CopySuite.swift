@@ -1,0 +1,109 @@
+import Foundation
+
+/// Runs copying experiments end to end: plans, an up-front time estimate,
+/// the training runs (each once, resumable), the reports under
+/// `<directory>/<experiment>/` and the index `<directory>/index.html`.
+/// Runs live in `<directory>/runs/`, shared by the experiments that ask for
+/// the same run.
+public final class CopySuite {
+    public let directory: String
+    public let threads: Int
+    public let progress: RunProgress
+    public let runner: CopyRunner
+
+    public init(directory: String, threads: Int, progress: RunProgress) throws {
+        self.directory = directory
+        self.threads = threads
+        self.progress = progress
+        runner = try CopyRunner(directory: (directory as NSString).appendingPathComponent("runs"), threads: threads, progress: progress)
+    }
+
+    /// Upper bound of the training time of the plan's unfinished runs (every
+    /// run to its full budget), from 2 timed steps of each model after one warm-up.
+    public func estimate(_ plans: [CopyPlan]) throws -> (seconds: Double, runs: Int, done: Int) {
+        var perStep: [String: Double] = [:]
+        var total = 0.0, runs = 0, done = 0
+        for plan in plans {
+            for (_, spec) in plan.runs {
+                runs += 1
+                if runner.finished(spec) != nil { done += 1; continue }
+                let key = "\(spec.config)|\(spec.batch)|\(spec.seq)|\(spec.task.kind)"
+                if perStep[key] == nil {
+                    let model = try LanguageModel(config: try spec.modelConfig(), seed: 0)
+                    let trainer = try Trainer(model: model, options: TrainingOptions(steps: 3, batch: spec.batch, seq: spec.seq), threads: threads)
+                    let task = try spec.task.make()
+                    var seconds: [Double] = []
+                    for _ in 0..<3 {
+                        seconds.append(try trainer.trainStep { batch, micro in task.fill(batch, seed: 0, step: micro) }.seconds)
+                    }
+                    perStep[key] = seconds.dropFirst().reduce(0, +) / 2
+                }
+                // Evaluations add about a tenth at these budgets.
+                total += perStep[key]! * Double(spec.steps) * 1.1
+            }
+        }
+        return (total, runs, done)
+    }
+
+    /// Runs `experiments` at `preset` and writes their reports. Returns the reports.
+    public func run(_ experiments: [CopyExperiment], preset: CopyPreset, seeds: Int, scale: CopyScale? = nil) throws -> [CopyExperimentReport] {
+        let scale = scale ?? .of(preset)
+        let plans = try experiments.map { try $0.plan(scale: scale, preset: preset, seeds: seeds) }
+        let estimate = try estimate(plans)
+        progress.line("\(estimate.runs) training runs (\(estimate.done) done earlier, shared runs counted per experiment); "
+                      + "expected training time at most \(clock(estimate.seconds)) on \(threads) thread(s)")
+        var reports: [CopyExperimentReport] = []
+        for plan in plans {
+            let started = Date()
+            progress.line("== \(plan.experiment.rawValue) (\(preset.rawValue), \(seeds) seed(s)) ==")
+            let context = "Preset `\(preset.rawValue)`, \(seeds) seed(s), \(threads) thread(s), ISA \(try ISA.active.rawValue). "
+                + "Written by `kernel-lab copy run --experiment \(plan.experiment.rawValue) --preset \(preset.rawValue) --seeds \(seeds)`."
+            let report: CopyExperimentReport
+            if plan.experiment == .construction {
+                let pool = try ThreadPool(threads: threads)
+                let measured = try NGramConstruction.run(scale: scale, seeds: seeds, pool: pool, progress: progress)
+                report = try measured.report(scale: scale, seeds: seeds, preset: preset, context: context)
+            } else {
+                var results: [CopyRunResult] = []
+                for (index, run) in plan.runs.enumerated() {
+                    let label = "[\(index + 1)/\(plan.runs.count)] \(run.label) seed \(run.spec.seed)"
+                    results.append(try runner.run(run.spec, label: label))
+                }
+                report = try plan.experiment.report(plan: plan, results: results, context: context)
+            }
+            try writeDocuments(report.documents, to: (directory as NSString).appendingPathComponent(plan.experiment.rawValue))
+            progress.line("\(plan.experiment.rawValue): " + report.verdicts.map { $0.verdict.rawValue }.joined(separator: ", ")
+                          + " (\(clock(Date().timeIntervalSince(started))))")
+            reports.append(report)
+        }
+        try writeIndex()
+        return reports
+    }
+
+    /// `index.html`: every experiment with a report in `directory`, its verdicts and its files.
+    public func writeIndex() throws {
+        var html = "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>KernelLab: copying experiments</title>\n"
+            + "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.2em 0}.v{font-weight:bold}</style></head><body>\n"
+            + "<h1>Copying experiments</h1>\n<p>Transformers against fixed-state models on copying, after Jelassi et al. 2024, "
+            + "trained and run on the lab's kernels.</p>\n"
+        for experiment in CopyExperiment.allCases {
+            let folder = (directory as NSString).appendingPathComponent(experiment.rawValue)
+            guard let data = FileManager.default.contents(atPath: (folder as NSString).appendingPathComponent("results.json")),
+                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { continue }
+            html += "<h2>\(escapeXML(experiment.title))</h2>\n<p>preset \(escapeXML(json["preset"] as? String ?? "?")), "
+                + "\(json["seeds"] as? Int ?? 0) seed(s): <a href=\"\(experiment.rawValue)/summary.md\">summary</a>, "
+                + "<a href=\"\(experiment.rawValue)/results.json\">results.json</a>, <a href=\"\(experiment.rawValue)/curves.csv\">curves.csv</a>"
+            let svgs = ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".svg") }.sorted()
+            for svg in svgs { html += ", <a href=\"\(experiment.rawValue)/\(svg)\">\(svg)</a>" }
+            html += "</p>\n<ul>\n"
+            for verdict in json["verdicts"] as? [[String: Any]] ?? [] {
+                html += "<li><span class=\"v\">\(escapeXML(verdict["verdict"] as? String ?? ""))</span>: "
+                    + "\(escapeXML(verdict["claim"] as? String ?? "")) <br><small>\(escapeXML(verdict["measured"] as? String ?? ""))</small></li>\n"
+            }
+            html += "</ul>\n"
+            for svg in svgs { html += "<img src=\"\(experiment.rawValue)/\(svg)\" alt=\"\(svg)\" style=\"max-width:100%\">\n" }
+        }
+        html += "</body></html>\n"
+        try writeDocuments([("index.html", html)], to: directory)
+    }
+}

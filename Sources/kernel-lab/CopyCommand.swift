@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import KernelLab
+
+extension CopyPreset: ExpressibleByArgument {}
+
+/// `kernel-lab copy`: the copying experiments.
+struct CopyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "copy",
+        abstract: "Copying experiments: transformers against Mamba and LSTM models (Jelassi et al. 2024).",
+        subcommands: [Run.self, List.self])
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the experiments and what each preset runs.")
+        @Option(help: "Preset: smoke, quick, paper.") var preset = CopyPreset.quick
+        @Option(help: "Seeds per model.") var seeds = 3
+
+        func run() throws {
+            for experiment in CopyExperiment.allCases {
+                let plan = try experiment.plan(preset: preset, seeds: seeds)
+                let steps = plan.runs.reduce(0) { $0 + $1.spec.steps }
+                let tokens = plan.runs.reduce(0) { $0 + $1.spec.steps * $1.spec.batch * $1.spec.seq }
+                print(experiment.rawValue.padding(toLength: 22, withPad: " ", startingAt: 0) + experiment.title)
+                print("    \(preset.rawValue): \(plan.runs.count) training runs, at most \(steps) steps, \(tokens) tokens")
+            }
+        }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run experiments and write their reports (reports/copying/ by default).",
+            discussion: """
+                Each experiment writes <out>/<experiment>/: summary.md (the paper's claims \
+                beside the measured numbers, intervals over seeds, a verdict), results.json, \
+                curves.csv and SVG plots; <out>/index.html links them. Training runs are \
+                kept in <out>/runs/: a finished run is not trained again, an interrupted \
+                one (Ctrl-C, or a killed process) resumes from its last checkpoint when \
+                the same command is run again. train-efficiency and length-generalization \
+                share their runs. Presets: smoke (seconds, checks the pipeline), quick \
+                (make copy, under 45 minutes on 2 cores), paper (hours; the expected time \
+                is printed before training starts).
+                """)
+
+        @Option(parsing: .upToNextOption, help: "Experiments (or all): \(CopyExperiment.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var experiment: [String] = ["all"]
+        @Option(help: "Preset: smoke, quick, paper.") var preset = CopyPreset.quick
+        @Option(help: "Seeds per model (intervals need 3 or more).") var seeds = 3
+        @Option(help: "Threads (default: all CPUs).") var threads: Int?
+        @Option(help: "Output directory.") var out = "reports/copying"
+
+        func validate() throws {
+            try validateThreads(threads)
+            guard (1...100).contains(seeds) else { throw ValidationError("--seeds must be in 1...100, got \(seeds)") }
+            _ = try experiments()
+        }
+
+        func experiments() throws -> [CopyExperiment] {
+            if experiment == ["all"] { return CopyExperiment.allCases }
+            return try experiment.map { name in
+                guard let value = CopyExperiment(rawValue: name) else {
+                    throw ValidationError("unknown experiment '\(name)'; expected all or one of "
+                                          + CopyExperiment.allCases.map(\.rawValue).joined(separator: ", "))
+                }
+                return value
+            }
+        }
+
+        func run() throws {
+            let suite = try CopySuite(directory: out, threads: threadsOrAllCPUs(threads), progress: RunProgress())
+            let interrupt = InterruptFlag()
+            suite.runner.shouldStop = { interrupt.isSet }
+            do {
+                let reports = try suite.run(try experiments(), preset: preset, seeds: seeds)
+                for report in reports {
+                    print("\(report.experiment.rawValue):")
+                    for v in report.verdicts { print("  \(v.verdict.rawValue): \(v.claim)") }
+                }
+                print("wrote \(out)/index.html")
+            } catch let stop as CopyRunner.Interrupted {
+                printError("\(stop). Run the same command again to resume.")
+                throw ExitCode(130)
+            }
+        }
+    }
+}
