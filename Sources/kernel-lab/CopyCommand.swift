@@ -48,11 +48,23 @@ struct CopyCommand: ParsableCommand {
         @Option(help: "Seeds per model (intervals need 3 or more).") var seeds = 3
         @Option(help: "Threads (default: all CPUs).") var threads: Int?
         @Option(help: "Output directory.") var out = "reports/copying"
+        @Option(help: "Train only shard K of N of the grid's runs (K/N); a later run without --shard writes the reports.")
+        var shard: String?
+
+        func shardParts() throws -> (Int, Int)? {
+            guard let shard else { return nil }
+            let parts = shard.split(separator: "/").map { Int($0) }
+            guard parts.count == 2, let k = parts[0], let n = parts[1], n >= 1, (1...n).contains(k) else {
+                throw ValidationError("--shard must be K/N with 1 <= K <= N, got '\(shard)'")
+            }
+            return (k, n)
+        }
 
         func validate() throws {
             try validateThreads(threads)
             guard (1...100).contains(seeds) else { throw ValidationError("--seeds must be in 1...100, got \(seeds)") }
             _ = try experiments()
+            _ = try shardParts()
         }
 
         func experiments() throws -> [CopyExperiment] {
@@ -67,10 +79,19 @@ struct CopyCommand: ParsableCommand {
         }
 
         func run() throws {
-            let suite = try CopySuite(directory: out, threads: threadsOrAllCPUs(threads), progress: RunProgress())
+            let shard = try shardParts()
+            // Shards usually share a terminal: plain lines, each naming its shard.
+            let progress = shard == nil ? RunProgress() : RunProgress(isTerminal: false)
+            let suite = try CopySuite(directory: out, threads: threadsOrAllCPUs(threads), progress: progress)
             let interrupt = InterruptFlag()
             suite.runner.shouldStop = { interrupt.isSet }
             do {
+                if let (k, n) = shard {
+                    let remaining = try suite.runShard(try experiments(), preset: preset, seeds: seeds, index: k, count: n)
+                    print("shard \(k)/\(n) done; \(remaining) run(s) of the grid unfinished"
+                          + (remaining == 0 ? ": run again without --shard for the reports" : " (other shards)"))
+                    return
+                }
                 let reports = try suite.run(try experiments(), preset: preset, seeds: seeds)
                 for report in reports {
                     print("\(report.experiment.rawValue):")

@@ -95,23 +95,31 @@ public final class CopyRunner {
         let trainer = try Trainer(model: model, options: spec.trainingOptions, threads: threads)
         let checkpoint = path(spec.id, ".ckpt"), partialPath = path(spec.id, ".partial.json")
         var partial = Partial(curve: [], examples: 0, seconds: 0, loss: 0)
-        if FileManager.default.fileExists(atPath: checkpoint) {
-            try Checkpoint.load(checkpoint, into: trainer)
-            if let data = FileManager.default.contents(atPath: partialPath), let saved = try? JSONDecoder.lab.decode(Partial.self, from: data),
-               saved.step == trainer.step {
-                partial = saved
-            } else {
-                // The checkpoint landed but not its curve: replay the data counts, re-evaluate (the state is the same).
-                partial.examples = (0..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
-                partial.curve = []
-            }
-            progress.line("\(label) resumed at step \(trainer.step)")
-        }
         let evalBatches = (spec.evalStrings + CopyRunSpec.evalBatch - 1) / CopyRunSpec.evalBatch
         let evalSeed = spec.seed &+ 0xE7A1
         func evaluate(_ length: Int) throws -> CopyAccuracy {
             try task.evaluate(model, batch: CopyRunSpec.evalBatch, seq: task.evaluationSeq(length: length), threads: threads,
                               length: length, batches: evalBatches, seed: evalSeed &+ UInt64(length))
+        }
+        if FileManager.default.fileExists(atPath: checkpoint) {
+            try Checkpoint.load(checkpoint, into: trainer)
+            // The curve is written after the checkpoint: a process killed between the two
+            // leaves an older curve. Its points up to the checkpoint stand; the data counts
+            // of the steps after it are replayed and a missing evaluation is done again (the
+            // state is the same, so is its result; that step's loss is not known: NaN).
+            if let data = FileManager.default.contents(atPath: partialPath), let saved = try? JSONDecoder.lab.decode(Partial.self, from: data),
+               saved.step <= trainer.step {
+                partial = saved
+            }
+            partial.curve.removeAll { $0.step > trainer.step }
+            partial.examples += (partial.step..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
+            if partial.step < trainer.step && trainer.step % spec.evalEvery == 0 {
+                let accuracy = try evaluate(spec.evalLength)
+                partial.curve.append(CurvePoint(step: trainer.step, examples: partial.examples, loss: .nan,
+                                                string: accuracy.string, character: accuracy.character))
+            }
+            partial.step = trainer.step
+            progress.line("\(label) resumed at step \(trainer.step)")
         }
         func stopReached() -> Bool {
             guard let target = spec.stopAccuracy, partial.curve.count >= 2 else { return false }

@@ -45,6 +45,34 @@ public final class CopySuite {
         return (total, runs, done)
     }
 
+    /// The distinct runs of `plans` (a run two experiments share counts once), in plan order.
+    public static func distinctRuns(_ plans: [CopyPlan]) -> [(label: String, spec: CopyRunSpec)] {
+        var seen = Set<String>()
+        return plans.flatMap(\.runs).filter { seen.insert($0.spec.id).inserted }
+    }
+
+    /// Trains shard `index` of `count` (1-based) of the experiments' distinct
+    /// runs: run i belongs to shard i mod count + 1. Shards share nothing but
+    /// the runs directory, so they can run as separate processes or on
+    /// separate machines (whose runs directories are then copied together);
+    /// a later unsharded `run` finds every run finished and writes the reports.
+    /// Returns the number of runs of the grid still unfinished.
+    public func runShard(_ experiments: [CopyExperiment], preset: CopyPreset, seeds: Int, index: Int, count: Int,
+                         scale: CopyScale? = nil) throws -> Int {
+        guard count >= 1, (1...count).contains(index) else {
+            throw KernelLabError.invalidArgument(argument: "shard", reason: "must be K/N with 1 <= K <= N, got \(index)/\(count)")
+        }
+        let scale = scale ?? .of(preset)
+        let plans = try experiments.map { try $0.plan(scale: scale, preset: preset, seeds: seeds) }
+        let runs = Self.distinctRuns(plans)
+        let mine = runs.enumerated().filter { $0.offset % count == index - 1 }.map(\.element)
+        progress.line("shard \(index)/\(count): \(mine.count) of the grid's \(runs.count) runs")
+        for (i, run) in mine.enumerated() {
+            _ = try runner.run(run.spec, label: "shard \(index)/\(count) [\(i + 1)/\(mine.count)] \(run.label) seed \(run.spec.seed)")
+        }
+        return runs.filter { runner.finished($0.spec) == nil }.count
+    }
+
     /// Runs `experiments` at `preset` and writes their reports. Returns the reports.
     public func run(_ experiments: [CopyExperiment], preset: CopyPreset, seeds: Int, scale: CopyScale? = nil) throws -> [CopyExperimentReport] {
         let scale = scale ?? .of(preset)

@@ -112,19 +112,12 @@ public struct NGramCopier: Sendable {
         var tokens: [Int32] = []
         for s in strings { tokens += CopyTask.example(s).dropLast() }
         let predictions = try predict(tokens, batch: strings.count, seq: T, pool: pool)
-        var exact = 0, right = 0
-        for (b, s) in strings.enumerated() {
-            let expected = s + [CopyTask.eos]
-            var all = true
-            for i in 0...L {
-                let ok = predictions[b * T + L + 1 + i] == expected[i]
-                right += ok ? 1 : 0
-                all = all && ok
-            }
-            exact += all ? 1 : 0
-        }
-        return CopyAccuracy(length: L, examples: strings.count, string: Double(exact) / Double(strings.count),
-                            character: Double(right) / Double(strings.count * (L + 1)))
+        // Targets: each token's successor; scored on the copy and `.` (positions L + 1 ... 2L + 1).
+        var targets: [Int32] = []
+        for s in strings { targets += CopyTask.example(s).dropFirst() }
+        var tally = CopyAccuracy.Tally()
+        tally.add(predictions: predictions, targets: targets, spans: [Range<Int>](repeating: (L + 1)..<(2 * L + 2), count: strings.count), seq: T)
+        return tally.accuracy(length: L)
     }
 
     /// Whether some n-gram occurs twice in `s` (where the lookup is ambiguous).

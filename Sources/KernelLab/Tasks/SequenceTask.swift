@@ -100,25 +100,14 @@ extension SequenceTask {
         try model.prepare(batch: batch, seq: seq, threads: threads)
         let data = TokenBatch(batch: batch, seq: seq)
         var predictions: [Int32] = []
-        var exact = 0, rows = 0, right = 0, positions = 0
+        var tally = CopyAccuracy.Tally()
         for k in 0..<batches {
             let spans = try fillEvaluation(data, length: length, seed: seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15)
             _ = try model.forward(data, training: false)
             try model.predictions(into: &predictions)
-            for (row, span) in spans.enumerated() {
-                var all = true
-                for t in span {
-                    let ok = predictions[row * seq + t] == data.targets[row * seq + t]
-                    right += ok ? 1 : 0
-                    all = all && ok
-                }
-                positions += span.count
-                exact += all ? 1 : 0
-                rows += 1
-            }
+            tally.add(predictions: predictions, targets: data.targets, spans: spans, seq: seq)
         }
-        return CopyAccuracy(length: length, examples: rows, string: Double(exact) / Double(rows),
-                            character: Double(right) / Double(positions))
+        return tally.accuracy(length: length)
     }
 
     /// Generated evaluation: each row is prompted with the tokens before its
@@ -137,7 +126,7 @@ extension SequenceTask {
         let data = TokenBatch(batch: batch, seq: seq)
         try model.prepareDecoding(batch: batch, capacity: seq, threads: threads)
         defer { model.releaseDecoding() }
-        var exact = 0, rows = 0, right = 0, positions = 0
+        var tally = CopyAccuracy.Tally()
         for k in 0..<batches {
             let spans = try fillEvaluation(data, length: length, seed: seed &+ UInt64(k) &* 0x9E37_79B9_7F4A_7C15)
             let P = spans[0].lowerBound + 1, count = spans[0].count
@@ -146,20 +135,11 @@ extension SequenceTask {
                 for t in 0..<P { prompts[row * P + t] = data.tokens[row * seq + t] }
             }
             let generated = try model.generate(prompts: prompts, promptLength: P, count: count)
-            for row in 0..<batch {
-                var all = true
-                for i in 0..<count {
-                    let ok = generated[row * count + i] == data.targets[row * seq + spans[row].lowerBound + i]
-                    right += ok ? 1 : 0
-                    all = all && ok
-                }
-                positions += count
-                exact += all ? 1 : 0
-                rows += 1
-            }
+            // Generated answers as rows of `count`, scored against the targets' answer spans.
+            let targets = (0..<batch).flatMap { row in data.targets[(row * seq + spans[row].lowerBound)..<(row * seq + spans[row].upperBound)] }
+            tally.add(predictions: generated, targets: targets, spans: [Range<Int>](repeating: 0..<count, count: batch), seq: count)
         }
-        return CopyAccuracy(length: length, examples: rows, string: Double(exact) / Double(rows),
-                            character: Double(right) / Double(positions))
+        return tally.accuracy(length: length)
     }
 }
 
@@ -177,6 +157,32 @@ public struct CopyAccuracy: Equatable, Sendable, Codable {
         self.examples = examples
         self.string = string
         self.character = character
+    }
+
+    /// Counts of right answers over batches of predictions.
+    public struct Tally: Equatable, Sendable {
+        public var rows = 0, exact = 0, positions = 0, right = 0
+        public init() {}
+
+        /// Scores rows of `seq` predictions against their targets on each row's answer span.
+        public mutating func add(predictions: [Int32], targets: [Int32], spans: [Range<Int>], seq: Int) {
+            for (row, span) in spans.enumerated() {
+                var all = true
+                for t in span {
+                    let ok = predictions[row * seq + t] == targets[row * seq + t]
+                    right += ok ? 1 : 0
+                    all = all && ok
+                }
+                positions += span.count
+                exact += all ? 1 : 0
+                rows += 1
+            }
+        }
+
+        public func accuracy(length: Int) -> CopyAccuracy {
+            CopyAccuracy(length: length, examples: rows, string: rows > 0 ? Double(exact) / Double(rows) : 0,
+                         character: positions > 0 ? Double(right) / Double(positions) : 0)
+        }
     }
 }
 

@@ -1,0 +1,258 @@
+import Foundation
+import XCTest
+@testable import KernelLab
+
+final class CopyExperimentTests: XCTestCase {
+    private func temporaryDirectory() throws -> String {
+        let path = NSTemporaryDirectory() + "kernellab-copy-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: path) }
+        return path
+    }
+
+    // MARK: generators
+
+    func testLookupExamplesHaveTheirFormatAndAUniqueKey() throws {
+        for key in LookupTask.Key.allCases {
+            let task = try LookupTask(key: key, lengths: 6...20)
+            var rng = SplitMix64(seed: 3)
+            for length in [6, 7, 13, 20] {
+                for _ in 0..<50 {
+                    let e = task.example(length: length, rng: &rng)
+                    XCTAssertEqual(e.tokens.count, task.exampleTokens(length: length))
+                    XCTAssertEqual(e.tokens.first, CopyTask.bos)
+                    XCTAssertEqual(e.tokens.last, CopyTask.eos)
+                    XCTAssertEqual(e.answer, (e.tokens.count - 4)..<e.tokens.count)
+                    let s: [Int32], g: [Int32]
+                    switch key {
+                    case .prefix:  // $ g | s | a .
+                        g = Array(e.tokens[1...3]); s = Array(e.tokens[5..<(5 + length)])
+                        XCTAssertEqual(e.tokens[4], CopyTask.separator)
+                        XCTAssertEqual(e.tokens[5 + length], CopyTask.separator)
+                    case .suffix:  // $ s | g a .
+                        s = Array(e.tokens[1...length]); g = Array(e.tokens[(length + 2)...(length + 4)])
+                        XCTAssertEqual(e.tokens[length + 1], CopyTask.separator)
+                    }
+                    let a = Array(e.tokens[(e.tokens.count - 4)..<(e.tokens.count - 1)])
+                    let places = (0...(length - 3)).filter { Array(s[$0..<($0 + 3)]) == g }
+                    XCTAssertEqual(places.count, 1, "the key occurs once")
+                    XCTAssertEqual(Array(s[(places[0] + 3)..<(places[0] + 6)]), a, "the answer follows the key")
+                    XCTAssertTrue(s.allSatisfy { (0..<26).contains($0) })
+                }
+            }
+        }
+        XCTAssertThrowsError(try LookupTask(key: .prefix, lengths: 5...9))  // 5 < ngram + answer
+    }
+
+    func testPackedBatchesMaskOnlyAnswersAndReproduceFromTheSeed() throws {
+        let task = try LookupTask(key: .suffix, lengths: 6...10)
+        let a = TokenBatch(batch: 3, seq: 64), b = TokenBatch(batch: 3, seq: 64), c = TokenBatch(batch: 3, seq: 64)
+        task.fill(a, seed: 5, step: 2)
+        task.fill(b, seed: 5, step: 2)
+        task.fill(c, seed: 5, step: 3)
+        XCTAssertEqual(a.tokens, b.tokens)
+        XCTAssertEqual(a.mask, b.mask)
+        XCTAssertNotEqual(a.tokens, c.tokens)
+        // Masked targets are answer letters or the end; every end token is counted.
+        for t in 0..<a.tokens.count {
+            if a.targets[t] == CopyTask.eos { XCTAssertEqual(a.mask[t], 1) }
+            if a.mask[t] == 1 { XCTAssertTrue(a.targets[t] == CopyTask.eos || (0..<26).contains(a.targets[t])) }
+            if a.targets[t] == CopyTask.bos || a.targets[t] == CopyTask.separator { XCTAssertEqual(a.mask[t], 0) }
+        }
+        // 4 counted targets per whole example (3 answer letters and the end).
+        let counted = a.mask.reduce(0, +), ends = a.targets.filter { $0 == CopyTask.eos }.count
+        XCTAssertGreaterThanOrEqual(Int(counted), 4 * ends - 3 * 3)
+        XCTAssertLessThanOrEqual(Int(counted), 4 * ends + 3 * 3)
+    }
+
+    func testEvaluationSpansAreTheAnswers() throws {
+        let task = try LookupTask(key: .prefix, lengths: 6...12)
+        let seq = task.evaluationSeq(length: 9)
+        let batch = TokenBatch(batch: 2, seq: seq)
+        let spans = try task.fillEvaluation(batch, length: 9, seed: 1)
+        for (row, span) in spans.enumerated() {
+            XCTAssertEqual(span.count, 4)
+            XCTAssertEqual(batch.targets[row * seq + span.upperBound - 1], CopyTask.eos)
+            for t in 0..<seq { XCTAssertEqual(batch.mask[row * seq + t], span.contains(t) ? 1 : 0) }
+        }
+        XCTAssertThrowsError(try task.fillEvaluation(TokenBatch(batch: 1, seq: seq - 1), length: 9, seed: 1))
+        XCTAssertThrowsError(try task.fillEvaluation(batch, length: 5, seed: 1))
+    }
+
+    // MARK: metrics
+
+    func testTallyScoresHandMadePredictions() {
+        // Two rows of 6; answers at 2..<5 and 1..<4.
+        let targets: [Int32] = [9, 9, 1, 2, 3, 9, 9, 4, 5, 6, 9, 9]
+        let predictions: [Int32] = [0, 0, 1, 2, 3, 0, 0, 4, 7, 6, 0, 0]
+        var tally = CopyAccuracy.Tally()
+        tally.add(predictions: predictions, targets: targets, spans: [2..<5, 1..<4], seq: 6)
+        let accuracy = tally.accuracy(length: 3)
+        XCTAssertEqual(accuracy.examples, 2)
+        XCTAssertEqual(accuracy.string, 0.5)  // the second row misses one letter
+        XCTAssertEqual(accuracy.character, 5.0 / 6.0)
+    }
+
+    func testSeedStatisticUsesStudentT() {
+        let s = SeedStatistic([1, 2, 3])
+        XCTAssertEqual(s.mean, 2)
+        XCTAssertEqual(s.halfWidth, 4.303 * (1.0 / 3).squareRoot(), accuracy: 1e-9)
+        XCTAssertEqual(s.min, 1)
+        XCTAssertEqual(SeedStatistic([0.5]).halfWidth, 0)
+    }
+
+    // MARK: the hand-built copier
+
+    func testNGramCopierIsExactWithoutARepeatedNGramAndFailsWithOne() throws {
+        let pool = try ThreadPool(threads: 2)
+        var rng = SplitMix64(seed: 11)
+        for n in 2...4 {
+            let copier = try NGramCopier(n: n)
+            for length in [1, 2, n, n + 1, 9, 17] {
+                let strings = (0..<24).map { _ in randomLetters(length, &rng) }.filter { !NGramCopier.hasRepeatedNGram($0, n: n) }
+                guard !strings.isEmpty else { continue }
+                let accuracy = try copier.copyAccuracy(strings, pool: pool)
+                XCTAssertEqual(accuracy.string, 1, "n=\(n) length \(length)")
+                XCTAssertEqual(accuracy.character, 1)
+            }
+            // A planted repeat with different successors: the lookup is ambiguous and the copy breaks.
+            let planted = NGramCopier.stringsWithRepeat(count: 16, length: 30, n: n, seed: 4)
+            XCTAssertTrue(planted.allSatisfy { NGramCopier.hasRepeatedNGram($0, n: n) })
+            XCTAssertLessThan(try copier.copyAccuracy(planted, pool: pool).string, 0.75)
+        }
+        // A hand-checked failure: "abab" with n = 1 repeats "a" and "b".
+        XCTAssertTrue(NGramCopier.hasRepeatedNGram([0, 1, 0, 1], n: 1))
+        XCTAssertFalse(NGramCopier.hasRepeatedNGram([0, 1, 0, 2], n: 2))
+        XCTAssertEqual(NGramCopier.bound(length: 10, n: 2), 1 - 100.0 / 676, accuracy: 1e-12)
+        XCTAssertEqual(NGramCopier.bound(length: 100, n: 2), 0)
+        XCTAssertThrowsError(try NGramCopier(n: 0))
+    }
+
+    // MARK: verdicts can go either way
+
+    private func fakeRun(_ label: String, seed: UInt64, reachAt examples: Int?, budget: Int = 100_000) throws -> CopyRunResult {
+        let config = try ModelConfig(vocabulary: 30, dModel: 8, pattern: "A", heads: 2)
+        let spec = CopyRunSpec(model: label, config: config, task: TaskSpec(kind: .copy, lengths: 1...4), steps: 10, batch: 1, seq: 16,
+                               learningRate: 1e-3, warmup: 0, seed: seed, evalEvery: 1, evalLength: 4, finalLengths: [4], evalStrings: 16)
+        var curve = [CurvePoint(step: 1, examples: 10, loss: 3, string: 0, character: 0)]
+        if let examples { curve.append(CurvePoint(step: 2, examples: examples, loss: 0, string: 1, character: 1)) }
+        curve.append(CurvePoint(step: 3, examples: budget, loss: 0, string: examples == nil ? 0 : 1, character: 0))
+        return CopyRunResult(spec: spec, id: spec.id, parameters: 1, stateFloats: 0, steps: 3, examplesSeen: budget, tokensTrained: 0,
+                             wallSeconds: 0, finalLoss: 0, curve: curve, accuracy: [], generated: nil, isa: "scalar", threads: 1)
+    }
+
+    private func efficiencyVerdict(transformer: Int?, mamba: Int?) throws -> Verdict {
+        var results: [CopyRunResult] = []
+        var runs: [(label: String, spec: CopyRunSpec)] = []
+        for (label, at) in [("hard_alibi", transformer), ("mamba", mamba), ("lstm", nil)] {
+            for seed in UInt64(0)..<3 {
+                let run = try fakeRun(label, seed: seed, reachAt: at.map { $0 + Int(seed) })
+                results.append(run)
+                runs.append((label, run.spec))
+            }
+        }
+        let plan = CopyPlan(experiment: .trainEfficiency, preset: .smoke, scale: .of(.smoke), seeds: 3, runs: runs)
+        let report = try CopyExperiment.trainEfficiency.report(plan: plan, results: results, context: "")
+        XCTAssertEqual(report.verdicts.count, 2)
+        return report.verdicts[0].verdict
+    }
+
+    func testTrainingEfficiencyVerdictFollowsTheMeasuredRatio() throws {
+        XCTAssertEqual(try efficiencyVerdict(transformer: 500, mamba: 80_000), .reproduced)
+        XCTAssertEqual(try efficiencyVerdict(transformer: 5_000, mamba: 40_000), .partly)
+        XCTAssertEqual(try efficiencyVerdict(transformer: 50_000, mamba: 2_000), .notReproduced)
+        XCTAssertEqual(try efficiencyVerdict(transformer: nil, mamba: 2_000), .inconclusive)
+    }
+
+    // MARK: end to end
+
+    /// Strips what legitimately differs between two trainings of one run (wall time).
+    private func comparable(_ results: [CopyRunResult]) -> [CopyRunResult] {
+        results.map { var r = $0; r.wallSeconds = 0; return r }.sorted { $0.id < $1.id }
+    }
+
+    private func storedRuns(_ directory: String) throws -> [CopyRunResult] {
+        let runs = (directory as NSString).appendingPathComponent("runs")
+        return try FileManager.default.contentsOfDirectory(atPath: runs).filter { $0.hasSuffix(".json") && !$0.hasSuffix(".partial.json") }
+            .map { try JSONDecoder.lab.decode(CopyRunResult.self, from: Data(contentsOf: URL(fileURLWithPath: (runs as NSString).appendingPathComponent($0)))) }
+    }
+
+    func testEveryExperimentRunsEndToEndAtSmokeScaleAndShardsMatch() throws {
+        let whole = try temporaryDirectory()
+        let suite = try CopySuite(directory: whole, threads: 1, progress: .silent)
+        let reports = try suite.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
+        XCTAssertEqual(reports.map(\.experiment), CopyExperiment.allCases)
+        for report in reports {
+            XCTAssertFalse(report.verdicts.isEmpty)
+            let folder = (whole as NSString).appendingPathComponent(report.experiment.rawValue)
+            for name in ["summary.md", "results.json", "curves.csv"] {
+                XCTAssertTrue(FileManager.default.fileExists(atPath: (folder as NSString).appendingPathComponent(name)), name)
+            }
+            let summary = try String(contentsOfFile: (folder as NSString).appendingPathComponent("summary.md"), encoding: .utf8)
+            XCTAssertTrue(summary.contains("## The paper's claims beside this run"))
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: (folder as NSString).appendingPathComponent("results.json"))))
+            XCTAssertNotNil((json as? [String: Any])?["verdicts"])
+            XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: folder).contains { $0.hasSuffix(".svg") })
+        }
+        let index = try String(contentsOfFile: (whole as NSString).appendingPathComponent("index.html"), encoding: .utf8)
+        for experiment in CopyExperiment.allCases { XCTAssertTrue(index.contains("\(experiment.rawValue)/summary.md")) }
+        let first = try storedRuns(whole)
+        // train-efficiency and length-generalization share their 12 runs: 12 + 4 (capacity) + 8 (lookup).
+        XCTAssertEqual(first.count, 24)
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: whole + "/runs").contains { $0.hasSuffix(".ckpt") })
+
+        // A second run trains nothing: every result is read back unchanged.
+        _ = try suite.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
+        XCTAssertEqual(try storedRuns(whole).sorted { $0.id < $1.id }, first.sorted { $0.id < $1.id })
+
+        // Two shards, then the unsharded call for the reports: the same results.
+        let sharded = try temporaryDirectory()
+        let shards = try CopySuite(directory: sharded, threads: 1, progress: .silent)
+        let left = try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 1, count: 2)
+        XCTAssertEqual(left, 12)
+        XCTAssertEqual(try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 2, count: 2), 0)
+        _ = try shards.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
+        XCTAssertEqual(comparable(try storedRuns(sharded)), comparable(first))
+        XCTAssertThrowsError(try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 3, count: 2))
+    }
+
+    func testAnInterruptedRunResumesOnTheSameCurve() throws {
+        let config = try ModelConfig(vocabulary: 30, dModel: 16, pattern: "MA", heads: 2, dState: 4)
+        let spec = CopyRunSpec(model: "hybrid", config: config, task: TaskSpec(kind: .copy, lengths: 1...4), steps: 12, batch: 2, seq: 32,
+                               learningRate: 3e-3, warmup: 2, seed: 9, evalEvery: 4, evalLength: 4, finalLengths: [2, 4], evalStrings: 16)
+        let straight = try CopyRunner(directory: try temporaryDirectory(), threads: 1).run(spec, label: "straight")
+
+        let directory = try temporaryDirectory()
+        let runner = try CopyRunner(directory: directory, threads: 1)
+        // Ctrl-C: the run saves its state at the step it stopped (6, then 9) and continues from there.
+        for stepsBeforeStop in [6, 3] {
+            var calls = 0
+            runner.shouldStop = { calls += 1; return calls == stepsBeforeStop }
+            XCTAssertThrowsError(try runner.run(spec, label: "interrupted")) { XCTAssertTrue($0 is CopyRunner.Interrupted) }
+            XCTAssertNil(runner.finished(spec))
+        }
+        runner.shouldStop = { false }
+        let resumed = try runner.run(spec, label: "resumed")
+        XCTAssertEqual(comparable([resumed]), comparable([straight]))
+    }
+
+    func testAKilledRunResumesFromItsLastCheckpointEvenWithoutItsCurve() throws {
+        let config = try ModelConfig(vocabulary: 30, dModel: 16, pattern: "A", heads: 2)
+        let spec = CopyRunSpec(model: "tiny", config: config, task: TaskSpec(kind: .copy, lengths: 1...3), steps: 8, batch: 2, seq: 24,
+                               learningRate: 3e-3, warmup: 1, seed: 2, evalEvery: 4, evalLength: 3, finalLengths: [3], evalStrings: 16)
+        let straight = try CopyRunner(directory: try temporaryDirectory(), threads: 1).run(spec, label: "straight")
+        let directory = try temporaryDirectory()
+        let runner = try CopyRunner(directory: directory, threads: 1)
+        var calls = 0
+        runner.shouldStop = { calls += 1; return calls == 5 }
+        XCTAssertThrowsError(try runner.run(spec, label: "interrupted"))
+        // As if killed after the step-4 checkpoint was written but before its curve: no curve file.
+        try FileManager.default.removeItem(atPath: runner.path(spec.id, ".partial.json"))
+        runner.shouldStop = { false }
+        var resumed = try runner.run(spec, label: "resumed")
+        XCTAssertEqual(resumed.examplesSeen, straight.examplesSeen)
+        XCTAssertEqual(resumed.accuracy, straight.accuracy)
+        XCTAssertEqual(resumed.curve.map(\.string), straight.curve.map(\.string).suffix(resumed.curve.count))
+        resumed.curve = straight.curve
+        XCTAssertEqual(comparable([resumed]), comparable([straight]))
+    }
+}
