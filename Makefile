@@ -11,6 +11,7 @@
 #   make compare-venv    make the torch virtual environment it uses (.venv-compare/, once)
 #   make train-bench     training tokens/s and memory of a transformer and a Mamba model, each op profiled (reports/train-bench/)
 #   make decode-bench    per-token decoding time and state memory against context length (reports/decode-bench/)
+#   make copy            every copying experiment's quick preset (reports/copying/, under 45 minutes on 2 cores)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -19,6 +20,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
+.PHONY: copy copy-paper
 .PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline clean
 
@@ -226,3 +228,25 @@ train-bench: release
 
 decode-bench: release
 	@$(BIN_RELEASE) decode-bench --threads 1 --out $(REPORTS)/decode-bench $(DECODE_BENCH_ARGS)
+
+# The copying experiments (Jelassi et al. 2024), quick presets: the grid's
+# training runs as COPY_SHARDS one-thread processes side by side (small models
+# use two cores better as two runs than as one run on two threads), then one
+# pass that finds every run finished and writes reports/copying/. Interrupted,
+# it resumes where it stopped; finished runs are never trained again.
+COPY_PRESET ?= quick
+COPY_SEEDS  ?= 3
+COPY_SHARDS ?= $(THREADS)
+copy: release
+	@start=$$(date +%s); pids=""; \
+	for k in $$(seq 1 $(COPY_SHARDS)); do \
+	  $(BIN_RELEASE) copy run --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --threads 1 --shard $$k/$(COPY_SHARDS) --out $(REPORTS)/copying & \
+	  pids="$$pids $$!"; \
+	done; \
+	for p in $$pids; do wait $$p || exit 1; done; \
+	$(BIN_RELEASE) copy run --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --out $(REPORTS)/copying || exit 1; \
+	echo "make copy: $$(( $$(date +%s) - start )) s"
+
+# The paper presets: hours. The expected time is printed before training starts.
+copy-paper:
+	$(MAKE) copy COPY_PRESET=paper

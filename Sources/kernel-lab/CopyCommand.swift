@@ -9,7 +9,7 @@ struct CopyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "copy",
         abstract: "Copying experiments: transformers against Mamba and LSTM models (Jelassi et al. 2024).",
-        subcommands: [Run.self, List.self])
+        subcommands: [Run.self, Merge.self, List.self])
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the experiments and what each preset runs.")
@@ -24,6 +24,37 @@ struct CopyCommand: ParsableCommand {
                 print(experiment.rawValue.padding(toLength: 22, withPad: " ", startingAt: 0) + experiment.title)
                 print("    \(preset.rawValue): \(plan.runs.count) training runs, at most \(steps) steps, \(tokens) tokens")
             }
+        }
+    }
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Join the runs of shards that ran elsewhere into one output directory and write its reports.",
+            discussion: """
+                Each SLICE is the --out directory of a `copy run --shard K/N` (copied from \
+                the machine that ran it). Their finished runs are copied into --out/runs/ \
+                (a run on both sides must hold the same result), then the reports are \
+                written as `copy run` writes them, without training: a run of the grid in \
+                no slice is an error naming it. A grid gives the same results however it \
+                was sharded.
+                """)
+
+        @Argument(help: "Output directories of the shards.") var slices: [String]
+        @Option(parsing: .upToNextOption, help: "Experiments (or all).") var experiment: [String] = ["all"]
+        @Option(help: "Preset the shards ran.") var preset = CopyPreset.quick
+        @Option(help: "Seeds the shards ran.") var seeds = 3
+        @Option(help: "Output directory.") var out = "reports/copying"
+
+        func run() throws {
+            let experiments = try Run.parse(["--experiment"] + experiment).experiments()
+            let suite = try CopySuite(directory: out, threads: 1, progress: RunProgress(isTerminal: false))
+            let added = try suite.merge(from: slices)
+            print("merged \(added) run(s) from \(slices.count) slice(s) into \(out)/runs")
+            let reports = try suite.run(experiments, preset: preset, seeds: seeds, train: false)
+            for report in reports {
+                print("\(report.experiment.rawValue): " + report.verdicts.map(\.verdict.rawValue).joined(separator: ", "))
+            }
+            print("wrote \(out)/index.html")
         }
     }
 

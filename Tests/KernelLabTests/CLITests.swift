@@ -271,6 +271,43 @@ final class CLITests: TemporaryDirectoryTestCase {
         XCTAssertTrue(pattern.stderr.contains("pattern"), pattern.stderr)
     }
 
+    /// `kernel-lab copy`: list, a smoke run with its reports, shards then merge, and bad arguments named.
+    func testExecutableCopyRunShardMergeAndErrors() throws {
+        let list = try launch(["copy", "list", "--preset", "smoke"])
+        XCTAssertEqual(list.status, 0, list.stderr)
+        for experiment in CopyExperiment.allCases { XCTAssertTrue(list.stdout.contains(experiment.rawValue), list.stdout) }
+        let out = path("copying")
+        let run = try launch(["copy", "run", "--experiment", "ngram-construction", "state-capacity", "--preset", "smoke", "--seeds", "2",
+                              "--threads", "1", "--out", out])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("ngram-construction:") && run.stdout.contains("wrote \(out)/index.html"), run.stdout)
+        for name in ["ngram-construction/summary.md", "state-capacity/results.json", "state-capacity/capacity.svg", "index.html"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + name), name)
+        }
+        let slices = [path("slice-1"), path("slice-2")]
+        for (k, slice) in slices.enumerated() {
+            let shard = try launch(["copy", "run", "--experiment", "state-capacity", "--preset", "smoke", "--seeds", "2", "--threads", "1",
+                                    "--shard", "\(k + 1)/2", "--out", slice])
+            XCTAssertEqual(shard.status, 0, shard.stderr)
+            XCTAssertTrue(shard.stdout.contains("shard \(k + 1)/2 done"), shard.stdout)
+        }
+        let merged = try launch(["copy", "merge", "--experiment", "state-capacity", "--preset", "smoke", "--seeds", "2",
+                                 "--out", path("merged")] + slices)
+        XCTAssertEqual(merged.status, 0, merged.stderr)
+        XCTAssertTrue(merged.stdout.contains("merged 4 run(s) from 2 slice(s)"), merged.stdout)
+        let missing = try launch(["copy", "merge", "--experiment", "state-capacity", "--preset", "smoke", "--seeds", "2",
+                                  "--out", path("half"), slices[0]])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue(missing.stderr.contains("in no slice"), missing.stderr)
+        for (arguments, message) in [(["copy", "run", "--experiment", "copying"], "unknown experiment 'copying'"),
+                                     (["copy", "run", "--shard", "3/2"], "--shard must be K/N"),
+                                     (["copy", "run", "--seeds", "0"], "--seeds must be in 1...100")] {
+            let bad = try launch(arguments)
+            XCTAssertNotEqual(bad.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(bad.stderr.contains(message), bad.stderr)
+        }
+    }
+
     /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
     func testExecutableLayersTable() throws {
         let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",

@@ -213,6 +213,20 @@ final class CopyExperimentTests: XCTestCase {
         _ = try shards.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
         XCTAssertEqual(comparable(try storedRuns(sharded)), comparable(first))
         XCTAssertThrowsError(try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 3, count: 2))
+
+        // Shards on two "machines" (directories), merged: the same results; a missing slice is an error.
+        let (a, b, merged, half) = (try temporaryDirectory(), try temporaryDirectory(), try temporaryDirectory(), try temporaryDirectory())
+        _ = try CopySuite(directory: a, threads: 1, progress: .silent).runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 1, count: 2)
+        _ = try CopySuite(directory: b, threads: 1, progress: .silent).runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 2, count: 2)
+        let joined = try CopySuite(directory: merged, threads: 1, progress: .silent)
+        XCTAssertEqual(try joined.merge(from: [a, b]), 24)
+        XCTAssertEqual(try joined.merge(from: [a]), 0)  // already there, and equal
+        _ = try joined.run(CopyExperiment.allCases, preset: .smoke, seeds: 2, train: false)
+        XCTAssertEqual(comparable(try storedRuns(merged)), comparable(first))
+        let incomplete = try CopySuite(directory: half, threads: 1, progress: .silent)
+        _ = try incomplete.merge(from: [a])
+        XCTAssertThrowsError(try incomplete.run(CopyExperiment.allCases, preset: .smoke, seeds: 2, train: false))
+        XCTAssertThrowsError(try incomplete.merge(from: [half + "/nothing"]))
     }
 
     func testAnInterruptedRunResumesOnTheSameCurve() throws {
@@ -235,24 +249,47 @@ final class CopyExperimentTests: XCTestCase {
         XCTAssertEqual(comparable([resumed]), comparable([straight]))
     }
 
-    func testAKilledRunResumesFromItsLastCheckpointEvenWithoutItsCurve() throws {
+    func testAKilledRunResumesFromItsLastCheckpointWhateverStateItsCurveIsIn() throws {
         let config = try ModelConfig(vocabulary: 30, dModel: 16, pattern: "A", heads: 2)
-        let spec = CopyRunSpec(model: "tiny", config: config, task: TaskSpec(kind: .copy, lengths: 1...3), steps: 8, batch: 2, seq: 24,
+        let spec = CopyRunSpec(model: "tiny", config: config, task: TaskSpec(kind: .copy, lengths: 1...3), steps: 10, batch: 2, seq: 24,
                                learningRate: 3e-3, warmup: 1, seed: 2, evalEvery: 4, evalLength: 3, finalLengths: [3], evalStrings: 16)
         let straight = try CopyRunner(directory: try temporaryDirectory(), threads: 1).run(spec, label: "straight")
-        let directory = try temporaryDirectory()
-        let runner = try CopyRunner(directory: directory, threads: 1)
-        var calls = 0
-        runner.shouldStop = { calls += 1; return calls == 5 }
-        XCTAssertThrowsError(try runner.run(spec, label: "interrupted"))
-        // As if killed after the step-4 checkpoint was written but before its curve: no curve file.
-        try FileManager.default.removeItem(atPath: runner.path(spec.id, ".partial.json"))
-        runner.shouldStop = { false }
-        var resumed = try runner.run(spec, label: "resumed")
-        XCTAssertEqual(resumed.examplesSeen, straight.examplesSeen)
-        XCTAssertEqual(resumed.accuracy, straight.accuracy)
-        XCTAssertEqual(resumed.curve.map(\.string), straight.curve.map(\.string).suffix(resumed.curve.count))
-        resumed.curve = straight.curve
-        XCTAssertEqual(comparable([resumed]), comparable([straight]))
+        XCTAssertEqual(straight.curve.map(\.step), [4, 8, 10])
+
+        // Stop at step `stop`, then make the curve file what a kill at the worst moment leaves.
+        func resume(stop: Int, curve: (String) throws -> Void) throws -> CopyRunResult {
+            let runner = try CopyRunner(directory: try temporaryDirectory(), threads: 1)
+            var calls = 0
+            runner.shouldStop = { calls += 1; return calls == stop }
+            XCTAssertThrowsError(try runner.run(spec, label: "interrupted"))
+            try curve(runner.path(spec.id, ".partial.json"))
+            runner.shouldStop = { false }
+            return try runner.run(spec, label: "resumed")
+        }
+        // Killed after the step-8 checkpoint's curve was replaced by a later one (stop at 9, curve
+        // ahead of a checkpoint restored to step 8): steps 9-10 are trained again, nothing is lost.
+        let a = try resume(stop: 8) { path in
+            // The curve a later evaluation would have written: ahead of the checkpoint.
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+            json["step"] = 10
+            json["examples"] = 999_999
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: path))
+        }
+        XCTAssertEqual(comparable([a]), comparable([straight]))
+        // Killed with no curve at all at an evaluation step (4): it is evaluated again, its loss unknown.
+        var b = try resume(stop: 4) { try FileManager.default.removeItem(atPath: $0) }
+        XCTAssertEqual(b.examplesSeen, straight.examplesSeen)
+        XCTAssertEqual(b.curve.map(\.string), straight.curve.map(\.string))
+        XCTAssertEqual(b.curve.map(\.examples), straight.curve.map(\.examples))
+        XCTAssertTrue(b.curve[0].loss.isNaN)
+        b.curve = straight.curve
+        XCTAssertEqual(comparable([b]), comparable([straight]))
+        // Killed at the last step with no curve: the final loss is unknown (NaN), the rest the same.
+        var c = try resume(stop: 10) { try FileManager.default.removeItem(atPath: $0) }
+        XCTAssertTrue(c.finalLoss.isNaN)
+        XCTAssertEqual(c.accuracy, straight.accuracy)
+        XCTAssertEqual(c.curve.last?.string, straight.curve.last?.string)
+        (c.curve, c.finalLoss) = (straight.curve, straight.finalLoss)
+        XCTAssertEqual(comparable([c]), comparable([straight]))
     }
 }

@@ -81,6 +81,19 @@ public struct CopyRunSpec: Codable, Equatable, Sendable {
 
     public static let evalBatch = 16
 
+    /// Checks what training cannot (every evaluation must be possible before the first step).
+    /// - Throws: `KernelLabError.invalidArgument` naming the field.
+    public func validate() throws {
+        func fail(_ field: String, _ reason: String) -> KernelLabError { .invalidArgument(argument: field, reason: reason) }
+        try trainingOptions.validate()
+        guard evalEvery >= 1 else { throw fail("evalEvery", "must be at least 1, got \(evalEvery)") }
+        guard evalStrings >= 1 else { throw fail("evalStrings", "must be at least 1, got \(evalStrings)") }
+        let task = try task.make()
+        for length in [evalLength] + finalLengths where length < task.minimumLength {
+            throw fail("evalLength", "evaluation length \(length) is below the task's minimum \(task.minimumLength)")
+        }
+    }
+
     public func modelConfig() throws -> ModelConfig {
         try ModelConfig.decode(Data(config.utf8), source: "run \(model)")
     }

@@ -89,6 +89,7 @@ public final class CopyRunner {
             progress.line("\(label) done earlier (\(clock(done.wallSeconds)) of training), not re-run")
             return done
         }
+        try spec.validate()
         let config = try spec.modelConfig()
         let task = try spec.task.make()
         let model = try LanguageModel(config: config, seed: spec.seed)
@@ -103,27 +104,37 @@ public final class CopyRunner {
         }
         if FileManager.default.fileExists(atPath: checkpoint) {
             try Checkpoint.load(checkpoint, into: trainer)
-            // The curve is written after the checkpoint: a process killed between the two
-            // leaves an older curve. Its points up to the checkpoint stand; the data counts
-            // of the steps after it are replayed and a missing evaluation is done again (the
-            // state is the same, so is its result; that step's loss is not known: NaN).
-            if let data = FileManager.default.contents(atPath: partialPath), let saved = try? JSONDecoder.lab.decode(Partial.self, from: data),
-               saved.step <= trainer.step {
+            // The curve is written before the checkpoint, so a process killed between the two
+            // leaves a curve one evaluation ahead: its points up to the checkpoint stand and the
+            // steps after it are trained again. A curve behind the checkpoint (or none) is
+            // rebuilt: the data counts replayed, a missing evaluation done again (the state is
+            // the same, so is its result; that step's loss is not known: NaN).
+            if let data = FileManager.default.contents(atPath: partialPath), let saved = try? JSONDecoder.lab.decode(Partial.self, from: data) {
                 partial = saved
             }
             partial.curve.removeAll { $0.step > trainer.step }
-            partial.examples += (partial.step..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
-            if partial.step < trainer.step && trainer.step % spec.evalEvery == 0 {
-                let accuracy = try evaluate(spec.evalLength)
-                partial.curve.append(CurvePoint(step: trainer.step, examples: partial.examples, loss: .nan,
-                                                string: accuracy.string, character: accuracy.character))
+            if partial.step != trainer.step {
+                partial.examples = (0..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
+                if partial.step < trainer.step {
+                    partial.loss = .nan
+                    if isEvaluationStep(trainer.step, spec) && partial.curve.last?.step != trainer.step {
+                        let accuracy = try evaluate(spec.evalLength)
+                        partial.curve.append(CurvePoint(step: trainer.step, examples: partial.examples, loss: .nan,
+                                                        string: accuracy.string, character: accuracy.character))
+                    }
+                }
+                partial.step = trainer.step
             }
-            partial.step = trainer.step
             progress.line("\(label) resumed at step \(trainer.step)")
         }
         func stopReached() -> Bool {
             guard let target = spec.stopAccuracy, partial.curve.count >= 2 else { return false }
             return partial.curve.suffix(2).allSatisfy { $0.string >= target }
+        }
+        // The curve first, then the checkpoint (see the resume above).
+        func save() throws {
+            try writeFileAtomically(partialPath, bytes: Array(try JSONEncoder.sorted.encode(partial)))
+            try Checkpoint.save(trainer, to: checkpoint)
         }
         let started = Date()
         let base = partial.seconds
@@ -136,7 +147,7 @@ public final class CopyRunner {
             }
             partial.examples += counted
             partial.loss = record.loss
-            let evaluated = record.step % spec.evalEvery == 0 || record.step == spec.steps
+            let evaluated = isEvaluationStep(record.step, spec)
             if evaluated {
                 let accuracy = try evaluate(spec.evalLength)
                 partial.curve.append(CurvePoint(step: record.step, examples: partial.examples, loss: record.loss,
@@ -144,16 +155,14 @@ public final class CopyRunner {
                 lastAccuracy = accuracy.string
                 partial.step = record.step
                 partial.seconds = base + Date().timeIntervalSince(started)
-                try Checkpoint.save(trainer, to: checkpoint)
-                try writeFileAtomically(partialPath, bytes: Array(try JSONEncoder.sorted.encode(partial)))
+                try save()
             }
             progress.update(label: label, step: record.step, steps: spec.steps, loss: record.loss, accuracy: lastAccuracy,
                             elapsed: base + Date().timeIntervalSince(started), evaluated: evaluated)
             if shouldStop() {
                 partial.step = record.step
                 partial.seconds = base + Date().timeIntervalSince(started)
-                try Checkpoint.save(trainer, to: checkpoint)
-                try writeFileAtomically(partialPath, bytes: Array(try JSONEncoder.sorted.encode(partial)))
+                try save()
                 progress.line("")
                 throw Interrupted(run: label, step: trainer.step)
             }
@@ -174,11 +183,19 @@ public final class CopyRunner {
         return result
     }
 
-    /// Examples that start in step `step`'s batch (a replay of its data, for a curve lost after its checkpoint).
+    private func isEvaluationStep(_ step: Int, _ spec: CopyRunSpec) -> Bool {
+        step % spec.evalEvery == 0 || step == spec.steps
+    }
+
+    /// Examples that start in optimizer step `step`'s batches (a replay of its data, for a
+    /// curve lost after its checkpoint), micro-batch by micro-batch as `Trainer.trainStep` fills them.
     private func examples(_ task: any SequenceTask, _ spec: CopyRunSpec, step: Int) -> Int {
         let batch = TokenBatch(batch: spec.batch, seq: spec.seq)
-        task.fill(batch, seed: spec.seed, step: step)
-        return batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+        let accumulation = spec.trainingOptions.accumulation
+        return (0..<accumulation).reduce(0) { total, k in
+            task.fill(batch, seed: spec.seed, step: step * accumulation + k)
+            return total + batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+        }
     }
 
     /// Floats of the fixed-size recurrent state per sequence (Mamba: conv window and SSM state; LSTM: h and c).

@@ -73,10 +73,54 @@ public final class CopySuite {
         return runs.filter { runner.finished($0.spec) == nil }.count
     }
 
+    /// Copies the finished runs of other output directories (shards run
+    /// elsewhere) into this one's runs. A run present on both sides must hold
+    /// the same result (its wall time and thread count aside). Returns how
+    /// many runs were added.
+    public func merge(from directories: [String]) throws -> Int {
+        var added = 0
+        for source in directories {
+            let runs = (source as NSString).appendingPathComponent("runs")
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: runs) else {
+                throw KernelLabError.io(path: runs, reason: "not a copy output directory (no runs/ folder)")
+            }
+            for name in names.sorted() where name.hasSuffix(".json") && !name.hasSuffix(".partial.json") {
+                let path = (runs as NSString).appendingPathComponent(name)
+                guard let data = FileManager.default.contents(atPath: path),
+                      let result = try? JSONDecoder.lab.decode(CopyRunResult.self, from: data), result.id == result.spec.id,
+                      name == result.id + ".json" else {
+                    throw KernelLabError.io(path: path, reason: "not a finished run's result (or its name does not match its spec)")
+                }
+                if let existing = runner.finished(result.spec) {
+                    var a = existing, b = result
+                    (a.wallSeconds, a.threads, b.wallSeconds, b.threads) = (0, 0, 0, 0)
+                    // Compared as bytes: a NaN loss (a diverged run) equals itself there.
+                    guard try JSONEncoder.sorted.encode(a) == JSONEncoder.sorted.encode(b) else {
+                        throw KernelLabError.invalidArgument(argument: "merge",
+                                                             reason: "run \(result.id) differs between \(source) and \(directory) (different ISA or code?)")
+                    }
+                    continue
+                }
+                try writeFileAtomically(runner.path(result.id, ".json"), bytes: Array(data))
+                added += 1
+            }
+        }
+        return added
+    }
+
     /// Runs `experiments` at `preset` and writes their reports. Returns the reports.
-    public func run(_ experiments: [CopyExperiment], preset: CopyPreset, seeds: Int, scale: CopyScale? = nil) throws -> [CopyExperimentReport] {
+    /// With `train: false` nothing is trained: a run not finished already is an error naming it.
+    public func run(_ experiments: [CopyExperiment], preset: CopyPreset, seeds: Int, scale: CopyScale? = nil,
+                    train: Bool = true) throws -> [CopyExperimentReport] {
         let scale = scale ?? .of(preset)
         let plans = try experiments.map { try $0.plan(scale: scale, preset: preset, seeds: seeds) }
+        if !train {
+            let missing = Self.distinctRuns(plans).filter { runner.finished($0.spec) == nil }
+            guard missing.isEmpty else {
+                throw KernelLabError.invalidArgument(argument: "merge", reason: "\(missing.count) run(s) of the grid are in no slice, e.g. "
+                                                     + missing.prefix(3).map(\.spec.id).joined(separator: ", "))
+            }
+        }
         let estimate = try estimate(plans)
         progress.line("\(estimate.runs) training runs (\(estimate.done) done earlier, shared runs counted per experiment); "
                       + "expected training time at most \(clock(estimate.seconds)) on \(threads) thread(s)")

@@ -26,9 +26,12 @@ public struct SeedStatistic: Codable, Equatable, Sendable {
 
     /// The 97.5% quantile of Student's t with `dof` degrees of freedom.
     static func t975(_ dof: Int) -> Double {
-        let table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228]
+        let table = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+                     2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+                     2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
         if dof >= 1 && dof <= table.count { return table[dof - 1] }
-        return dof <= 20 ? 2.086 : dof <= 30 ? 2.042 : 1.96
+        // Rounded up to the next tabulated degrees of freedom: the interval errs wide.
+        return dof <= 40 ? 2.042 : dof <= 60 ? 2.021 : dof <= 120 ? 2.000 : 1.980
     }
 
     /// `0.93 ± 0.04 (0.90-0.97, 3 seeds)`, with `format` for the numbers.

@@ -88,11 +88,18 @@ public struct LookupTask: SequenceTask {
     }
 
     public func example(length: Int, rng: inout SplitMix64) -> TaskExample {
-        var s: [Int32] = [], start = 0
+        var s: [Int32] = [], start = 0, attempts = 0
         repeat {
             s = randomLetters(length, &rng)
             start = Int(rng.next() % UInt64(length - ngram - answer + 1))
-        } while occurrences(of: Array(s[start..<(start + ngram)]), in: s) > 1
+            attempts += 1
+        } while attempts < 64 && occurrences(of: Array(s[start..<(start + ngram)]), in: s).count > 1
+        // Short keys in long strings repeat almost surely: then change one letter of each
+        // other occurrence, outside the key, until the key is unique.
+        while case let others = occurrences(of: Array(s[start..<(start + ngram)]), in: s).filter({ $0 != start }), let i = others.first {
+            let j = i < start ? i : i + ngram - 1
+            s[j] = (s[j] + 1) % Int32(CopyTask.letters)
+        }
         let g = Array(s[start..<(start + ngram)]), a = Array(s[(start + ngram)..<(start + ngram + answer)])
         let tokens: [Int32]
         switch key {
@@ -102,9 +109,7 @@ public struct LookupTask: SequenceTask {
         return TaskExample(tokens: tokens, answer: (tokens.count - answer - 1)..<tokens.count)
     }
 
-    private func occurrences(of g: [Int32], in s: [Int32]) -> Int {
-        var count = 0
-        for i in 0...(s.count - g.count) where Array(s[i..<(i + g.count)]) == g { count += 1 }
-        return count
+    private func occurrences(of g: [Int32], in s: [Int32]) -> [Int] {
+        (0...(s.count - g.count)).filter { s[$0..<($0 + g.count)].elementsEqual(g) }
     }
 }
