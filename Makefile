@@ -12,6 +12,7 @@
 #   make train-bench     training tokens/s and memory of a transformer and a Mamba model, each op profiled (reports/train-bench/)
 #   make decode-bench    per-token decoding time and state memory against context length (reports/decode-bench/)
 #   make copy            every copying experiment's quick preset (reports/copying/, under 45 minutes on 2 cores)
+#   make beyond          phone-book lookup and hybrids, quick presets (reports/beyond/)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -20,7 +21,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: copy copy-paper
+.PHONY: copy copy-paper beyond
 .PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline clean
 
@@ -237,15 +238,22 @@ decode-bench: release
 COPY_PRESET ?= quick
 COPY_SEEDS  ?= 3
 COPY_SHARDS ?= $(THREADS)
-copy: release
-	@start=$$(date +%s); pids=""; \
+# $(1): experiments, $(2): output directory.
+copy_grid = start=$$(date +%s); pids=""; \
 	for k in $$(seq 1 $(COPY_SHARDS)); do \
-	  $(BIN_RELEASE) copy run --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --threads 1 --shard $$k/$(COPY_SHARDS) --out $(REPORTS)/copying & \
+	  $(BIN_RELEASE) copy run --experiment $(1) --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --threads 1 --shard $$k/$(COPY_SHARDS) --out $(2) & \
 	  pids="$$pids $$!"; \
 	done; \
 	for p in $$pids; do wait $$p || exit 1; done; \
-	$(BIN_RELEASE) copy run --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --out $(REPORTS)/copying || exit 1; \
-	echo "make copy: $$(( $$(date +%s) - start )) s"
+	$(BIN_RELEASE) copy run --experiment $(1) --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --out $(2) || exit 1; \
+	echo "$(2): $$(( $$(date +%s) - start )) s"
+
+copy: release
+	@$(call copy_grid,all,$(REPORTS)/copying)
+
+# Beyond copying (phone-book lookup, hybrids), quick presets, the same way: reports/beyond/.
+beyond: release
+	@$(call copy_grid,beyond,$(REPORTS)/beyond)
 
 # The paper presets: hours. The expected time is printed before training starts.
 copy-paper:

@@ -73,7 +73,7 @@ struct CopyCommand: ParsableCommand {
                 is printed before training starts).
                 """)
 
-        @Option(parsing: .upToNextOption, help: "Experiments (or all): \(CopyExperiment.allCases.map(\.rawValue).joined(separator: ", ")).")
+        @Option(parsing: .upToNextOption, help: "Experiments, or all (the copy paper's five) or beyond (phonebook, hybrids): \(CopyExperiment.allCases.map(\.rawValue).joined(separator: ", ")).")
         var experiment: [String] = ["all"]
         @Option(help: "Preset: smoke, quick, paper.") var preset = CopyPreset.quick
         @Option(help: "Seeds per model (intervals need 3 or more).") var seeds = 3
@@ -99,10 +99,11 @@ struct CopyCommand: ParsableCommand {
         }
 
         func experiments() throws -> [CopyExperiment] {
-            if experiment == ["all"] { return CopyExperiment.allCases }
+            if experiment == ["all"] { return CopyExperiment.copying }
+            if experiment == ["beyond"] { return CopyExperiment.beyond }
             return try experiment.map { name in
                 guard let value = CopyExperiment(rawValue: name) else {
-                    throw ValidationError("unknown experiment '\(name)'; expected all or one of "
+                    throw ValidationError("unknown experiment '\(name)'; expected all, beyond or one of "
                                           + CopyExperiment.allCases.map(\.rawValue).joined(separator: ", "))
                 }
                 return value

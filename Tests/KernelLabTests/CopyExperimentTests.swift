@@ -78,6 +78,49 @@ final class CopyExperimentTests: XCTestCase {
         XCTAssertThrowsError(try task.fillEvaluation(batch, length: 5, seed: 1))
     }
 
+    func testPhoneBookExamplesAnswerTheQueriedEntry() throws {
+        let task = try PhoneBookTask(entries: 1...9)
+        var rng = SplitMix64(seed: 8)
+        for entries in [1, 2, 9] {
+            for _ in 0..<30 {
+                let e = task.example(length: entries, rng: &rng)
+                XCTAssertEqual(e.tokens.count, task.exampleTokens(length: entries))
+                XCTAssertEqual(e.answer.count, 11)
+                XCTAssertEqual(e.tokens.last, CopyTask.eos)
+                var names: [[Int32]] = [], numbers: [[Int32]] = []
+                for i in 0..<entries {
+                    let base = 1 + i * 17
+                    names.append(Array(e.tokens[base..<(base + 5)]))
+                    XCTAssertEqual(e.tokens[base + 5], PhoneBookTask.colon)
+                    numbers.append(Array(e.tokens[(base + 6)..<(base + 16)]))
+                    XCTAssertEqual(e.tokens[base + 16], CopyTask.separator)
+                }
+                XCTAssertEqual(Set(names).count, entries, "names are unique in a book")
+                let q = 1 + entries * 17
+                XCTAssertEqual(e.tokens[q], PhoneBookTask.query)
+                let asked = try XCTUnwrap(names.firstIndex(of: Array(e.tokens[(q + 1)..<(q + 6)])))
+                XCTAssertEqual(Array(e.tokens[e.answer.dropLast()]), numbers[asked])
+                XCTAssertTrue(numbers.joined().allSatisfy { (PhoneBookTask.digit0..<PhoneBookTask.digit0 + 10).contains($0) })
+                XCTAssertTrue(e.tokens.allSatisfy { (0..<Int32(task.vocabulary)).contains($0) })
+            }
+        }
+    }
+
+    func testBeyondExperimentsRunEndToEndAtSmokeScale() throws {
+        let directory = try temporaryDirectory()
+        let reports = try CopySuite(directory: directory, threads: 1, progress: .silent).run(CopyExperiment.beyond, preset: .smoke, seeds: 2)
+        XCTAssertEqual(reports.map(\.experiment), [.phoneBook, .hybrids])
+        for report in reports {
+            XCTAssertEqual(report.verdicts.count, 1)
+            let folder = (directory as NSString).appendingPathComponent(report.experiment.rawValue)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/summary.md"))
+        }
+        let hybrids = try String(contentsOfFile: directory + "/hybrids/summary.md", encoding: .utf8)
+        for pattern in ["| MM |", "| AM |", "| MA |", "| AA |"] { XCTAssertTrue(hybrids.contains(pattern), pattern) }
+        let phone = try String(contentsOfFile: directory + "/phonebook/summary.md", encoding: .utf8)
+        XCTAssertTrue(phone.contains("| hybrid MA |"), phone)
+    }
+
     // MARK: metrics
 
     func testTallyScoresHandMadePredictions() {
@@ -179,8 +222,8 @@ final class CopyExperimentTests: XCTestCase {
     func testEveryExperimentRunsEndToEndAtSmokeScaleAndShardsMatch() throws {
         let whole = try temporaryDirectory()
         let suite = try CopySuite(directory: whole, threads: 1, progress: .silent)
-        let reports = try suite.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
-        XCTAssertEqual(reports.map(\.experiment), CopyExperiment.allCases)
+        let reports = try suite.run(CopyExperiment.copying, preset: .smoke, seeds: 2)
+        XCTAssertEqual(reports.map(\.experiment), CopyExperiment.copying)
         for report in reports {
             XCTAssertFalse(report.verdicts.isEmpty)
             let folder = (whole as NSString).appendingPathComponent(report.experiment.rawValue)
@@ -194,38 +237,38 @@ final class CopyExperimentTests: XCTestCase {
             XCTAssertTrue(try FileManager.default.contentsOfDirectory(atPath: folder).contains { $0.hasSuffix(".svg") })
         }
         let index = try String(contentsOfFile: (whole as NSString).appendingPathComponent("index.html"), encoding: .utf8)
-        for experiment in CopyExperiment.allCases { XCTAssertTrue(index.contains("\(experiment.rawValue)/summary.md")) }
+        for experiment in CopyExperiment.copying { XCTAssertTrue(index.contains("\(experiment.rawValue)/summary.md")) }
         let first = try storedRuns(whole)
         // train-efficiency and length-generalization share their 12 runs: 12 + 4 (capacity) + 8 (lookup).
         XCTAssertEqual(first.count, 24)
         XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: whole + "/runs").contains { $0.hasSuffix(".ckpt") })
 
         // A second run trains nothing: every result is read back unchanged.
-        _ = try suite.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
+        _ = try suite.run(CopyExperiment.copying, preset: .smoke, seeds: 2)
         XCTAssertEqual(try storedRuns(whole).sorted { $0.id < $1.id }, first.sorted { $0.id < $1.id })
 
         // Two shards, then the unsharded call for the reports: the same results.
         let sharded = try temporaryDirectory()
         let shards = try CopySuite(directory: sharded, threads: 1, progress: .silent)
-        let left = try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 1, count: 2)
+        let left = try shards.runShard(CopyExperiment.copying, preset: .smoke, seeds: 2, index: 1, count: 2)
         XCTAssertEqual(left, 12)
-        XCTAssertEqual(try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 2, count: 2), 0)
-        _ = try shards.run(CopyExperiment.allCases, preset: .smoke, seeds: 2)
+        XCTAssertEqual(try shards.runShard(CopyExperiment.copying, preset: .smoke, seeds: 2, index: 2, count: 2), 0)
+        _ = try shards.run(CopyExperiment.copying, preset: .smoke, seeds: 2)
         XCTAssertEqual(comparable(try storedRuns(sharded)), comparable(first))
-        XCTAssertThrowsError(try shards.runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 3, count: 2))
+        XCTAssertThrowsError(try shards.runShard(CopyExperiment.copying, preset: .smoke, seeds: 2, index: 3, count: 2))
 
         // Shards on two "machines" (directories), merged: the same results; a missing slice is an error.
         let (a, b, merged, half) = (try temporaryDirectory(), try temporaryDirectory(), try temporaryDirectory(), try temporaryDirectory())
-        _ = try CopySuite(directory: a, threads: 1, progress: .silent).runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 1, count: 2)
-        _ = try CopySuite(directory: b, threads: 1, progress: .silent).runShard(CopyExperiment.allCases, preset: .smoke, seeds: 2, index: 2, count: 2)
+        _ = try CopySuite(directory: a, threads: 1, progress: .silent).runShard(CopyExperiment.copying, preset: .smoke, seeds: 2, index: 1, count: 2)
+        _ = try CopySuite(directory: b, threads: 1, progress: .silent).runShard(CopyExperiment.copying, preset: .smoke, seeds: 2, index: 2, count: 2)
         let joined = try CopySuite(directory: merged, threads: 1, progress: .silent)
         XCTAssertEqual(try joined.merge(from: [a, b]), 24)
         XCTAssertEqual(try joined.merge(from: [a]), 0)  // already there, and equal
-        _ = try joined.run(CopyExperiment.allCases, preset: .smoke, seeds: 2, train: false)
+        _ = try joined.run(CopyExperiment.copying, preset: .smoke, seeds: 2, train: false)
         XCTAssertEqual(comparable(try storedRuns(merged)), comparable(first))
         let incomplete = try CopySuite(directory: half, threads: 1, progress: .silent)
         _ = try incomplete.merge(from: [a])
-        XCTAssertThrowsError(try incomplete.run(CopyExperiment.allCases, preset: .smoke, seeds: 2, train: false))
+        XCTAssertThrowsError(try incomplete.run(CopyExperiment.copying, preset: .smoke, seeds: 2, train: false))
         XCTAssertThrowsError(try incomplete.merge(from: [half + "/nothing"]))
     }
 

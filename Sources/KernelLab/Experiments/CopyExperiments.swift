@@ -12,6 +12,14 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
     case construction = "ngram-construction"
     case capacity = "state-capacity"
     case lookup = "prefix-suffix-lookup"
+    // Beyond copying (issue "Beyond copying"): `make beyond`.
+    case phoneBook = "phonebook"
+    case hybrids = "hybrids"
+
+    /// The copy paper's experiments (`--experiment all`, `make copy`).
+    public static var copying: [CopyExperiment] { [.trainEfficiency, .lengthGeneralization, .construction, .capacity, .lookup] }
+    /// What lies beyond them (`--experiment beyond`, `make beyond`).
+    public static var beyond: [CopyExperiment] { [.phoneBook, .hybrids] }
 
     public var title: String {
         switch self {
@@ -20,6 +28,8 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
         case .construction: "The constructive side: a hand-built n-gram copier (Theorem 2.3)"
         case .capacity: "The capacity side: Mamba models with shrinking state (Theorem 2.7)"
         case .lookup: "Prefix and suffix n-gram lookup"
+        case .phoneBook: "Phone-book lookup: accuracy against the number of entries"
+        case .hybrids: "Hybrids: how many attention layers buy how much copying"
         }
     }
 }
@@ -58,6 +68,15 @@ public struct CopyScale: Codable, Equatable, Sendable {
     public var lookupTestLengths: [Int]
     public var lookupSteps: Int
     public var lookupSeq: Int
+    /// Phone books of 1...phoneBookEntries entries, tested on phoneBookTestEntries.
+    public var phoneBookEntries: Int
+    public var phoneBookTestEntries: [Int]
+    public var phoneBookSteps: Int
+    public var phoneBookSeq: Int
+    /// Hybrids: these layer patterns (all of one depth), widths matched to the all-attention one at hybridDModel.
+    public var hybridDModel: Int
+    public var hybridPatterns: [String]
+    public var hybridSteps: Int
 
     /// The learning rate of a model's family (any attention block: the transformers' rate).
     public func learningRate(_ config: ModelConfig) -> Float {
@@ -71,19 +90,25 @@ public struct CopyScale: Codable, Equatable, Sendable {
                       trainLength: 4, copySteps: 6, copyEvalEvery: 3, generalizationFactors: [1, 2],
                       constructionLengths: [5, 10], constructionStrings: 8,
                       capacityDModel: 8, capacityLayers: 1, capacityStates: [1, 2], capacityTrainLength: 4, capacitySteps: 6,
-                      lookupTrainLength: 8, lookupTestLengths: [6, 8, 12], lookupSteps: 6, lookupSeq: 32)
+                      lookupTrainLength: 8, lookupTestLengths: [6, 8, 12], lookupSteps: 6, lookupSeq: 32,
+                      phoneBookEntries: 2, phoneBookTestEntries: [1, 2, 3], phoneBookSteps: 6, phoneBookSeq: 64,
+                      hybridDModel: 16, hybridPatterns: ["MM", "AM", "MA", "AA"], hybridSteps: 6)
         case .quick:
             CopyScale(dModel: 64, layers: 2, heads: 8, batch: 16, seq: 128, learningRate: 1e-3, recurrentLearningRate: 3e-3, warmup: 100,
                       evalStrings: 64, trainLength: 16, copySteps: 2500, copyEvalEvery: 100, generalizationFactors: [0.5, 1, 1.5, 2, 3, 5, 10, 20],
                       constructionLengths: [5, 10, 20, 40, 80, 160, 320], constructionStrings: 96,
-                      capacityDModel: 32, capacityLayers: 2, capacityStates: [1, 2, 4, 8, 16], capacityTrainLength: 24, capacitySteps: 3000,
-                      lookupTrainLength: 20, lookupTestLengths: [10, 20, 30, 40, 60, 100], lookupSteps: 2500, lookupSeq: 128)
+                      capacityDModel: 64, capacityLayers: 2, capacityStates: [1, 2, 4, 8, 16], capacityTrainLength: 16, capacitySteps: 3000,
+                      lookupTrainLength: 20, lookupTestLengths: [10, 20, 30, 40, 60, 100], lookupSteps: 2500, lookupSeq: 128,
+                      phoneBookEntries: 12, phoneBookTestEntries: [2, 4, 8, 12, 16, 24], phoneBookSteps: 2000, phoneBookSeq: 256,
+                      hybridDModel: 48, hybridPatterns: ["MMMM", "AMMM", "MAMM", "MMMA", "AAMM", "AAAA"], hybridSteps: 2000)
         case .paper:
             CopyScale(dModel: 256, layers: 4, heads: 16, batch: 16, seq: 256, learningRate: 5e-4, recurrentLearningRate: 1e-3, warmup: 200, evalStrings: 128,
                       trainLength: 50, copySteps: 8000, copyEvalEvery: 250, generalizationFactors: [0.5, 1, 1.5, 2, 3, 5, 10, 20],
                       constructionLengths: [5, 10, 20, 50, 100, 200, 500, 1000], constructionStrings: 256,
                       capacityDModel: 64, capacityLayers: 2, capacityStates: [1, 2, 4, 8, 16], capacityTrainLength: 64, capacitySteps: 6000,
-                      lookupTrainLength: 30, lookupTestLengths: [10, 20, 30, 40, 50, 70, 100], lookupSteps: 6000, lookupSeq: 256)
+                      lookupTrainLength: 30, lookupTestLengths: [10, 20, 30, 40, 50, 70, 100], lookupSteps: 6000, lookupSeq: 256,
+                      phoneBookEntries: 40, phoneBookTestEntries: [5, 10, 20, 40, 70, 100], phoneBookSteps: 8000, phoneBookSeq: 1024,
+                      hybridDModel: 128, hybridPatterns: ["MMMM", "AMMM", "MAMM", "MMMA", "AAMM", "AAAA"], hybridSteps: 8000)
         }
     }
 }
@@ -116,10 +141,12 @@ extension CopyExperiment {
     static func parameterCount(_ config: ModelConfig) -> Int { ParameterTableBuilder.build(config).0.parameterCount }
 
     /// The width (a multiple of 8) whose model of `pattern` has the parameter count nearest `target`.
-    static func matched(_ target: Int, pattern: String, dState: Int = 16) throws -> ModelConfig {
+    static func matched(_ target: Int, pattern: String, vocabulary: Int = CopyTask.vocabulary, heads: Int = 8,
+                        position: ModelConfig.Position = .hardAlibi, dState: Int = 16) throws -> ModelConfig {
         var best: ModelConfig?
         for width in stride(from: 8, through: 2048, by: 8) {
-            let config = try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: width, pattern: pattern, dState: dState)
+            let config = try ModelConfig(vocabulary: vocabulary, dModel: width, pattern: pattern, heads: pattern.contains("A") ? heads : 4,
+                                         position: position, dState: dState)
             if best == nil || abs(parameterCount(config) - target) < abs(parameterCount(best!) - target) { best = config }
             if parameterCount(config) > target { break }
         }
@@ -182,6 +209,42 @@ extension CopyExperiment {
                             seed: UInt64(seed), evalEvery: s.copyEvalEvery, evalLength: s.lookupTrainLength, stopAccuracy: 0.99,
                             finalLengths: s.lookupTestLengths, evalStrings: s.evalStrings)))
                     }
+                }
+            }
+        case .phoneBook:
+            let V = PhoneBookTask.vocabulary
+            let transformer = try ModelConfig(vocabulary: V, dModel: s.dModel, pattern: String(repeating: "A", count: s.layers),
+                                              heads: s.heads, position: .hardAlibi)
+            let target = Self.parameterCount(transformer)
+            let models = [("hard_alibi", transformer),
+                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: s.layers), vocabulary: V)),
+                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: s.layers), vocabulary: V)),
+                          ("hybrid " + "M" + String(repeating: "A", count: max(s.layers - 1, 1)),
+                           try Self.matched(target, pattern: "M" + String(repeating: "A", count: max(s.layers - 1, 1)), vocabulary: V, heads: s.heads))]
+            let lengths = Array(Set(s.phoneBookTestEntries + [s.phoneBookEntries])).sorted()
+            for (label, config) in models {
+                for seed in 0..<seeds {
+                    runs.append((label, CopyRunSpec(model: label.replacingOccurrences(of: " ", with: "-"), config: config,
+                                                    task: TaskSpec(kind: .phonebook, lengths: 1...s.phoneBookEntries),
+                                                    steps: s.phoneBookSteps, batch: s.batch, seq: s.phoneBookSeq, learningRate: s.learningRate(config),
+                                                    warmup: s.warmup, seed: UInt64(seed), evalEvery: s.copyEvalEvery, evalLength: s.phoneBookEntries,
+                                                    stopAccuracy: 0.99, finalLengths: lengths, evalStrings: s.evalStrings)))
+                }
+            }
+        case .hybrids:
+            guard let all = s.hybridPatterns.first(where: { !$0.contains("M") && !$0.contains("L") }) else {
+                throw KernelLabError.invalidArgument(argument: "hybridPatterns", reason: "needs an all-attention pattern to match the others to")
+            }
+            let reference = try ModelConfig(vocabulary: CopyTask.vocabulary, dModel: s.hybridDModel, pattern: all, heads: s.heads, position: .hardAlibi)
+            let target = Self.parameterCount(reference)
+            let lengths = Self.generalizationLengths(s)
+            for pattern in s.hybridPatterns {
+                let config = pattern == all ? reference : try Self.matched(target, pattern: pattern, heads: s.heads)
+                for seed in 0..<seeds {
+                    runs.append((pattern, CopyRunSpec(model: "pattern-\(pattern)", config: config, task: TaskSpec(kind: .copy, lengths: 1...s.trainLength),
+                                                      steps: s.hybridSteps, batch: s.batch, seq: s.seq, learningRate: s.learningRate(config),
+                                                      warmup: s.warmup, seed: UInt64(seed), evalEvery: s.copyEvalEvery, evalLength: s.trainLength,
+                                                      stopAccuracy: 0.99, finalLengths: lengths, evalStrings: s.evalStrings)))
                 }
             }
         }

@@ -2,7 +2,7 @@ import Foundation
 
 /// The task a run trains on: copy, or n-gram lookup with the key before or after the string.
 public struct TaskSpec: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix }
+    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix, phonebook }
     public var kind: Kind
     public var minLength: Int
     public var maxLength: Int
@@ -29,6 +29,7 @@ public struct TaskSpec: Codable, Equatable, Sendable {
         case .copy: return try CopyTask(lengths: lengths)
         case .prefix: return try LookupTask(key: .prefix, lengths: lengths, ngram: ngram, answer: answer)
         case .suffix: return try LookupTask(key: .suffix, lengths: lengths, ngram: ngram, answer: answer)
+        case .phonebook: return try PhoneBookTask(entries: lengths)
         }
     }
 }

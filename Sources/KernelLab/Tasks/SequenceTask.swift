@@ -11,8 +11,8 @@ public struct TaskExample: Equatable, Sendable {
     }
 }
 
-/// A synthetic task of the copy paper over its 30-token vocabulary (see
-/// `CopyTask` for the tokens): examples whose string length is the variable,
+/// A synthetic task over the copy paper's tokens (see `CopyTask`; a task
+/// may add tokens of its own after them): examples whose length is the variable,
 /// packed back to back for training, one per row for evaluation.
 ///
 /// Conforming types say how one example of a given string length looks and
@@ -26,6 +26,8 @@ public protocol SequenceTask: Sendable {
     func example(length: Int, rng: inout SplitMix64) -> TaskExample
     /// Tokens of an example of `length` (every example of one length has the same layout).
     func exampleTokens(length: Int) -> Int
+    /// The tokens a model of the task must know (30 unless the task adds its own).
+    var vocabulary: Int { get }
 }
 
 extension SequenceTask {
