@@ -244,7 +244,7 @@ copy_grid = start=$$(date +%s); pids=""; \
 	  $(BIN_RELEASE) copy run --experiment $(1) --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --threads 1 --shard $$k/$(COPY_SHARDS) --out $(2) & \
 	  pids="$$pids $$!"; \
 	done; \
-	for p in $$pids; do wait $$p || exit 1; done; \
+	for p in $$pids; do wait $$p || { kill $$pids 2>/dev/null; exit 1; }; done; \
 	$(BIN_RELEASE) copy run --experiment $(1) --preset $(COPY_PRESET) --seeds $(COPY_SEEDS) --out $(2) || exit 1; \
 	echo "$(2): $$(( $$(date +%s) - start )) s"
 

@@ -78,9 +78,10 @@ public struct CopyScale: Codable, Equatable, Sendable {
     public var hybridPatterns: [String]
     public var hybridSteps: Int
 
-    /// The learning rate of a model's family (any attention block: the transformers' rate).
+    /// The learning rate of a model's family: the transformers' when at least half its
+    /// blocks are attention (so `MA` and `AAMM` too), else the recurrent models' (`MMMA`).
     public func learningRate(_ config: ModelConfig) -> Float {
-        config.pattern.contains("A") ? learningRate : recurrentLearningRate
+        2 * config.pattern.filter { $0 == "A" }.count >= config.pattern.count ? learningRate : recurrentLearningRate
     }
 
     public static func of(_ preset: CopyPreset) -> CopyScale {
@@ -144,7 +145,7 @@ extension CopyExperiment {
     static func matched(_ target: Int, pattern: String, vocabulary: Int = CopyTask.vocabulary, heads: Int = 8,
                         position: ModelConfig.Position = .hardAlibi, dState: Int = 16) throws -> ModelConfig {
         var best: ModelConfig?
-        for width in stride(from: 8, through: 2048, by: 8) {
+        for width in stride(from: 8, through: 2048, by: 8) where !pattern.contains("A") || width % heads == 0 {
             let config = try ModelConfig(vocabulary: vocabulary, dModel: width, pattern: pattern, heads: pattern.contains("A") ? heads : 4,
                                          position: position, dState: dState)
             if best == nil || abs(parameterCount(config) - target) < abs(parameterCount(best!) - target) { best = config }

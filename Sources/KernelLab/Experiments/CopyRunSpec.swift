@@ -90,6 +90,10 @@ public struct CopyRunSpec: Codable, Equatable, Sendable {
         guard evalEvery >= 1 else { throw fail("evalEvery", "must be at least 1, got \(evalEvery)") }
         guard evalStrings >= 1 else { throw fail("evalStrings", "must be at least 1, got \(evalStrings)") }
         let task = try task.make()
+        let vocabulary = try modelConfig().vocabulary
+        guard vocabulary >= task.vocabulary else {
+            throw fail("config", "the model's vocabulary (\(vocabulary)) lacks the task's tokens (\(task.vocabulary))")
+        }
         for length in [evalLength] + finalLengths where length < task.minimumLength {
             throw fail("evalLength", "evaluation length \(length) is below the task's minimum \(task.minimumLength)")
         }
