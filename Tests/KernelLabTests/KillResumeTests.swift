@@ -8,47 +8,49 @@ import XCTest
 /// whole after every kill.
 final class KillResumeTests: TemporaryDirectoryTestCase {
     func testTrainingKilledAtRandomPointsEndsWithTheSameCheckpoint() throws {
+        let steps = 150
         let common = ["train", "--pattern", "MA", "--d-model", "16", "--heads", "2", "--d-state", "4", "--batch", "2", "--seq", "32",
-                      "--min-len", "2", "--max-len", "6", "--threads", "1", "--steps", "150", "--checkpoint-every", "3", "--log-every", "100"]
+                      "--min-len", "2", "--max-len", "6", "--threads", "1", "--steps", "\(steps)", "--checkpoint-every", "3",
+                      "--log-every", "1000"]
         let straight = path("straight.safetensors"), killed = path("killed.safetensors")
-        let started = Date()
         let run = try launchKernelLab(common + ["--checkpoint", straight])
         XCTAssertEqual(run.status, 0, run.stderr)
-        let duration = Date().timeIntervalSince(started)
 
+        // Kill points by progress, not by the clock (a loaded machine shifts every time):
+        // once the checkpoint on disk reaches a seeded random step, wait a random 0-15 ms
+        // (so the kill lands mid-step or mid-write) and SIGKILL. Target 0 kills during start-up.
         var rng = SplitMix64(seed: 42)
-        var kills = 0, survived = 0
-        for _ in 0..<40 {
+        let targets = [0] + Array(Set((0..<6).map { _ in 5 + Int(rng.next() % UInt64(steps - 15)) })).sorted()
+        func step() -> Int { (try? Checkpoint.metadata(killed).step) ?? 0 }
+        var kills = 0, whole = 0
+        for target in targets {
             let process = Process()
             process.executableURL = try kernelLabExecutable()
-            let resume = FileManager.default.fileExists(atPath: killed)
-            process.arguments = common + ["--checkpoint", killed] + (resume ? ["--resume"] : [])
+            process.arguments = common + ["--checkpoint", killed] + (FileManager.default.fileExists(atPath: killed) ? ["--resume"] : [])
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
-            // A kill point in the first half of an uninterrupted run's time (start-up included):
-            // each relaunch resumes further on, so most of them die mid-run.
-            let deadline = Date().addingTimeInterval(duration * (0.05 + 0.4 * Double(rng.next() % 1000) / 1000))
-            while process.isRunning && Date() < deadline { usleep(2000) }
-            if process.isRunning && kills < 6 {
-                kill(process.processIdentifier, SIGKILL)
+            while process.isRunning && step() < target { usleep(500) }
+            usleep(UInt32(rng.next() % 15_000))
+            guard process.isRunning else {
                 process.waitUntilExit()
-                kills += 1
-                if FileManager.default.fileExists(atPath: killed) {
-                    // Whole or absent, never half-written: it parses and names its step.
-                    XCTAssertNoThrow(try Checkpoint.metadata(killed))
-                    survived += 1
-                }
+                XCTFail("the run ended (status \(process.terminationStatus)) before its kill at step \(target)")
                 continue
             }
+            kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
-            XCTAssertEqual(process.terminationStatus, 0)
-            break
+            kills += 1
+            if FileManager.default.fileExists(atPath: killed) {
+                // Whole or absent, never half-written: it parses and names its step.
+                XCTAssertNoThrow(try Checkpoint.metadata(killed))
+                whole += 1
+            }
         }
-        print("kill and resume: \(kills) SIGKILLs, \(survived) of them with a checkpoint on disk (each whole), then a clean finish")
-        XCTAssertGreaterThanOrEqual(kills, 3, "the run was too quick to kill")
-        XCTAssertGreaterThanOrEqual(survived, 1)
-        XCTAssertEqual(try Checkpoint.metadata(killed).step, 150)
+        let last = try launchKernelLab(common + ["--checkpoint", killed, "--resume"])
+        XCTAssertEqual(last.status, 0, last.stderr)
+        print("kill and resume: \(kills) SIGKILLs at steps >= \(targets), \(whole) with a checkpoint on disk (each whole), then a clean finish")
+        XCTAssertGreaterThanOrEqual(kills, 5)
+        XCTAssertEqual(try Checkpoint.metadata(killed).step, steps)
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: killed)), try Data(contentsOf: URL(fileURLWithPath: straight)),
                        "parameters, AdamW moments and step equal an uninterrupted run's, byte for byte")
     }

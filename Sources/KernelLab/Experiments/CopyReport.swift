@@ -440,11 +440,26 @@ extension CopyExperiment {
         var verdicts: [ClaimVerdict] = []
         let none = groups.first { attention($0.label) == 0 }, full = groups.first { !$0.label.contains("M") && !$0.label.contains("L") }
         let single = groups.filter { attention($0.label) == 1 }
+        // In distribution first: at small scale the patterns differ in whether they learn the training lengths at all.
+        func inDistribution(_ g: LabelRuns) -> Double { g.accuracy(at: s.trainLength).mean }
+        if let none, let full, let best = single.max(by: { inDistribution($0) < inDistribution($1) }) {
+            let (a, b, c) = (inDistribution(none), inDistribution(best), inDistribution(full))
+            verdicts.append(ClaimVerdict(
+                claim: "In distribution, one attention layer buys most of the copying of an all-attention model.",
+                measured: "string accuracy at the training length \(s.trainLength): \(none.label) \(fmt(a, "%.2f")), best single-attention "
+                    + "\(best.label) \(fmt(b, "%.2f")) (KV \(kvBytes(best)) B/token), \(full.label) \(fmt(c, "%.2f")) (KV \(kvBytes(full)) B/token); "
+                    + "single-attention patterns: " + single.map { "\($0.label) \(fmt(inDistribution($0), "%.2f"))" }.joined(separator: ", "),
+                verdict: !(a.isFinite && b.isFinite && c.isFinite) || max(b, c) < 0.5 ? .inconclusive
+                    : b >= a + 0.5 * (c - a) && b > a + 0.05 ? .reproduced : b > a + 0.05 ? .partly : .notReproduced,
+                rule: "the best one-attention pattern closes at least half the gap from all-Mamba to all-attention (and beats all-Mamba "
+                    + "by more than 0.05): reproduced; beats all-Mamba by more than 0.05: partly; inconclusive unless a model with "
+                    + "attention reaches 0.5"))
+        }
         if let none, let full, let best = single.max(by: { pastMean($0) < pastMean($1) }) {
             let (a, b, c) = (pastMean(none), pastMean(best), pastMean(full))
-            let learned = full.accuracy(at: s.trainLength).mean >= 0.9 || best.accuracy(at: s.trainLength).mean >= 0.9
+            let learned = ([full] + single).contains { inDistribution($0) >= 0.9 }
             verdicts.append(ClaimVerdict(
-                claim: "One attention layer buys most of the copying of an all-attention model (the hypothesis behind hybrids).",
+                claim: "Past the training length, one attention layer buys most of the copying of an all-attention model.",
                 measured: "mean accuracy past training: \(none.label) \(fmt(a, "%.2f")), best single-attention \(best.label) \(fmt(b, "%.2f")) "
                     + "(KV \(kvBytes(best)) B/token), \(full.label) \(fmt(c, "%.2f")) (KV \(kvBytes(full)) B/token)",
                 verdict: !learned || !(a.isFinite && b.isFinite && c.isFinite) ? .inconclusive
