@@ -50,9 +50,7 @@ func groupRuns(_ plan: CopyPlan, _ results: [CopyRunResult]) -> [LabelRuns] {
 
 enum Markdown {
     static func table(_ header: [String], _ rows: [[String]]) -> String {
-        var out = "| " + header.joined(separator: " | ") + " |\n|" + header.map { _ in "---|" }.joined() + "\n"
-        for row in rows { out += "| " + row.joined(separator: " | ") + " |\n" }
-        return out
+        markdownTable([header] + rows, rightAligned: [])
     }
 
     static func verdicts(_ verdicts: [ClaimVerdict]) -> String {

@@ -143,7 +143,7 @@ public final class CopyRunner {
             var counted = 0
             let record = try trainer.trainStep { batch, micro in
                 task.fill(batch, seed: spec.seed, step: micro)
-                counted += batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+                counted += Self.examplesStarting(in: batch)
             }
             partial.examples += counted
             partial.loss = record.loss
@@ -183,6 +183,11 @@ public final class CopyRunner {
         return result
     }
 
+    /// Examples that start in a batch (each begins with `$`): what "examples seen" counts.
+    static func examplesStarting(in batch: TokenBatch) -> Int {
+        batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+    }
+
     private func isEvaluationStep(_ step: Int, _ spec: CopyRunSpec) -> Bool {
         step % spec.evalEvery == 0 || step == spec.steps
     }
@@ -194,7 +199,7 @@ public final class CopyRunner {
         let accumulation = spec.trainingOptions.accumulation
         return (0..<accumulation).reduce(0) { total, k in
             task.fill(batch, seed: spec.seed, step: step * accumulation + k)
-            return total + batch.tokens.reduce(0) { $0 + ($1 == CopyTask.bos ? 1 : 0) }
+            return total + Self.examplesStarting(in: batch)
         }
     }
 

@@ -327,7 +327,8 @@ private func sentence(_ text: String) -> String {
     text.hasSuffix(".") ? text : text + "."
 }
 
-private func markdownTable(_ rows: [[String]], rightAligned: Set<Int>) -> String {
+/// A Markdown table: `rows[0]` is the header; `|` in a cell is escaped.
+func markdownTable(_ rows: [[String]], rightAligned: Set<Int>) -> String {
     guard let header = rows.first else { return "" }
     let escape = { (cell: String) in cell.replacingOccurrences(of: "|", with: "\\|") }
     var lines = ["| " + header.map(escape).joined(separator: " | ") + " |"]
