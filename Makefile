@@ -2,6 +2,7 @@
 #   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
 #   make test     build and run the test suite
 #   make sanitize the test suite under ASan (Swift and C) and UBSan (C), every ISA
+#   make fuzz     the file readers under libFuzzer + ASan, FUZZ_SECONDS each (reports/fuzz/)
 #   make validate-traffic  cost models' DRAM bytes vs a callgrind cache simulation (reports/traffic.md)
 #   make bench           time the default suite (medians, spread, GFLOP/s, efficiency, speedups)
 #   make bench-baseline  save the smoke suite as this machine's "smoke" baseline
@@ -23,7 +24,7 @@ BIN_RELEASE := .build/release/kernel-lab
 
 .PHONY: copy copy-paper beyond
 .PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
-        bench bench-baseline bench-check bench-ci bench-ci-baseline clean
+        bench bench-baseline bench-check bench-ci bench-ci-baseline fuzz clean
 
 all: build
 
@@ -79,6 +80,44 @@ sanitize: deps
 	  KERNELLAB_ISA_MAX=$$cap ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    $(SWIFT) test $(SAN_FLAGS) --skip-build --disable-swift-testing || exit 1; \
 	done
+
+# Fuzzing (README: "Fuzzing the readers"): each reader of a file users hand
+# the lab (Tests/Fuzz/Targets) under libFuzzer with AddressSanitizer, for
+# FUZZ_SECONDS each (or until FUZZ_RUNS executions), from its seeds (the
+# harness adds Tests/Fuzz/Corpus/NAME, or the Profiles/ files it reads). New
+# inputs go to $(REPORTS)/fuzz/corpus/NAME (the committed seeds are never
+# rewritten); a crash stops that target and leaves its input as
+# $(REPORTS)/fuzz/NAME-crash-*; keep it in Tests/Fuzz/Regressions/NAME/ and
+# make test replays it. Scratch files go to /dev/shm, where fsync is free.
+# lld links it: gold fails on the libFuzzer runtime with the entry point
+# SwiftPM gives executables.
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS    ?=
+FUZZ_TARGETS ?= npy suite baseline config peers profile checkpoint
+FUZZ_FLAGS   := -c release --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address \
+                -Xswiftc -DKERNELLAB_FUZZ -Xcc -fsanitize=address -Xswiftc -use-ld=lld
+
+fuzz: deps
+	$(SWIFT) build $(FUZZ_FLAGS) --product kernel-lab-fuzz
+	@mkdir -p $(REPORTS)/fuzz; status=0; \
+	scratch=/dev/shm; [ -w $$scratch ] || scratch=$${TMPDIR:-/tmp}; \
+	printf '| target | executions | seconds | exec/s | corpus | coverage | result |\n|---|---|---|---|---|---|---|\n' > $(REPORTS)/fuzz/summary.md; \
+	for t in $(FUZZ_TARGETS); do \
+	  echo "== fuzz $$t for $(FUZZ_SECONDS) s =="; mkdir -p $(REPORTS)/fuzz/corpus/$$t; \
+	  TMPDIR=$$scratch KERNELLAB_FUZZ_TARGET=$$t ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no .build-fuzz/release/kernel-lab-fuzz \
+	    -max_total_time=$(FUZZ_SECONDS) $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS)) -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+	    -artifact_prefix=$(REPORTS)/fuzz/$$t- $(REPORTS)/fuzz/corpus/$$t \
+	    > $(REPORTS)/fuzz/$$t.log 2>&1; rc=$$?; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' $(REPORTS)/fuzz/$$t.log); \
+	  secs=$$(sed -n 's/^Done [0-9]* runs in \([0-9]*\) second.*/\1/p' $(REPORTS)/fuzz/$$t.log); \
+	  cov=$$(grep -o 'cov: [0-9]*' $(REPORTS)/fuzz/$$t.log | tail -1 | cut -d' ' -f2); \
+	  units=$$(ls $(REPORTS)/fuzz/corpus/$$t | wc -l); \
+	  if [ $$rc = 0 ]; then result=clean; else result="FAILED (exit $$rc, see $(REPORTS)/fuzz/$$t.log)"; status=1; fi; \
+	  rate=$$([ -n "$$secs" ] && [ "$$secs" -gt 0 ] && echo $$(( $${runs:-0} / secs )) || echo -); \
+	  echo "$$t: $${runs:-0} executions, $$result"; \
+	  echo "| $$t | $${runs:-0} | $${secs:--} | $$rate | $$units | $${cov:--} | $$result |" >> $(REPORTS)/fuzz/summary.md; \
+	done; \
+	echo "summary: $(REPORTS)/fuzz/summary.md"; cat $(REPORTS)/fuzz/summary.md; exit $$status
 
 # The main job: this machine's ceilings (measured once, then reused from
 # Profiles/machines/), the roofline report of the default suite, and the

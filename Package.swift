@@ -12,6 +12,7 @@ let package = Package(
     name: "KernelLab",
     products: [
         .executable(name: "kernel-lab", targets: ["KernelLabCLI"]),
+        .executable(name: "kernel-lab-fuzz", targets: ["KernelLabFuzz"]),
         .library(name: "KernelLab", targets: ["KernelLab"]),
     ],
     dependencies: [
@@ -45,9 +46,21 @@ let package = Package(
             ],
             path: "Sources/kernel-lab"
         ),
+        // The readers' fuzz targets (one description each, shared by the
+        // libFuzzer harness and the regression tests) and the harness.
+        .target(
+            name: "KernelLabFuzzTargets",
+            dependencies: ["KernelLab"],
+            path: "Tests/Fuzz/Targets"
+        ),
+        .executableTarget(
+            name: "KernelLabFuzz",
+            dependencies: ["KernelLabFuzzTargets"],
+            path: "Tests/Fuzz/Harness"
+        ),
         .testTarget(
             name: "KernelLabTests",
-            dependencies: ["KernelLab", "CKernels"],
+            dependencies: ["KernelLab", "CKernels", "KernelLabFuzzTargets"],
             path: "Tests/KernelLabTests"
         ),
     ]

@@ -67,6 +67,7 @@ struct RunAttentionCommand: ParsableCommand {
             allowNonfinite: allowNonfinite)
         let outcome = try job.execute()
         printWritten(outcome.written)
+        printMemory(outcome.workspaceBytes, impl: impl)
     }
 }
 
@@ -141,5 +142,6 @@ struct RunScanCommand: ParsableCommand {
             gradsDirectory: gradsDir, allowNonfinite: allowNonfinite)
         let outcome = try job.execute()
         printWritten(outcome.written)
+        printMemory(outcome.workspaceBytes, impl: impl)
     }
 }

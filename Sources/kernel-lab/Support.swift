@@ -50,6 +50,13 @@ func printWritten(_ written: [(path: String, shape: [Int])]) {
     }
 }
 
+/// The memory line of `run`: the kernels' stated workspace and the process's
+/// peak resident set (inputs, outputs and workspace together).
+func printMemory(_ workspaceBytes: Int, impl: KernelImpl) {
+    let peak = ProcessMemory.peakResidentBytes().map { "\($0) bytes" } ?? "unknown"
+    print("workspace \(workspaceBytes) bytes (\(impl.rawValue), as stated by the kernel), peak resident \(peak)")
+}
+
 /// Throws unless --grad-out and --grads-dir are given together (or both left out).
 func validateGradOptions(gradOut: String?, gradsDir: String?) throws {
     if (gradOut == nil) != (gradsDir == nil) {

@@ -1,5 +1,5 @@
 import Foundation
-import KernelLab
+@testable import KernelLab
 import XCTest
 
 /// The bytes of a `.npy` file with the given version and header dict, and
@@ -211,6 +211,22 @@ final class NpyTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: directory.path)), ["occupied.npy", "t.npy"])
 
         XCTAssertThrowsError(try tensor.save(npyFile: directory.path + "/"))
+    }
+
+    /// A writer killed mid-write (SIGKILL: no cleanup runs) leaves its
+    /// temporary file; the next successful write of the path removes the
+    /// temporaries of dead processes of this host, and only those.
+    func testStaleTemporariesOfDeadWritersAreRemoved() throws {
+        let target = path("t.npy")
+        let dead = TemporaryName.make(for: "t.npy", pid: 4_194_305, suffix: "1f")  // above Linux's largest pid
+        let alive = TemporaryName.make(for: "t.npy", pid: getppid(), suffix: "2e")
+        let otherHost = ".t.npy.another-host.4194305.3d.tmp"
+        let otherFile = TemporaryName.make(for: "u.npy", pid: 4_194_305, suffix: "4c")
+        for name in [dead, alive, otherHost, otherFile] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: path(name), contents: Data([1, 2, 3])))
+        }
+        try Tensor(shape: [2]).save(npyFile: target)
+        XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: directory.path)), ["t.npy", alive, otherHost, otherFile])
     }
 
     func testRelativePathSave() throws {

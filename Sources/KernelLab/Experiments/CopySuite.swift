@@ -143,7 +143,7 @@ public final class CopySuite {
                 }
                 report = try plan.experiment.report(plan: plan, results: results, context: context)
             }
-            try writeDocuments(report.documents, to: (directory as NSString).appendingPathComponent(plan.experiment.rawValue))
+            _ = try writeDocuments(report.documents, to: (directory as NSString).appendingPathComponent(plan.experiment.rawValue))
             progress.line("\(plan.experiment.rawValue): " + report.verdicts.map { $0.verdict.rawValue }.joined(separator: ", ")
                           + " (\(clock(Date().timeIntervalSince(started))))")
             reports.append(report)
@@ -176,6 +176,6 @@ public final class CopySuite {
             for svg in svgs { html += "<img src=\"\(experiment.rawValue)/\(svg)\" alt=\"\(svg)\" style=\"max-width:100%\">\n" }
         }
         html += "</body></html>\n"
-        try writeDocuments([("index.html", html)], to: directory)
+        _ = try writeDocuments([("index.html", html)], to: directory)
     }
 }

@@ -10,7 +10,9 @@ import Darwin
 /// Writes the file at `path` whole or not at all: `body` writes into a new
 /// temporary file in the same directory, which is flushed and then renamed
 /// over `path`. On failure no partial file is left behind and an existing
-/// file at `path` is unchanged.
+/// file at `path` is unchanged. A process killed mid-write (SIGKILL runs no
+/// cleanup) leaves its temporary file behind; the next successful write of
+/// the same path removes those of dead processes on this host.
 ///
 /// - Throws: `KernelLabError.io` when the directory does not exist or is not
 ///   writable, or a write, flush or rename fails; rethrows what `body` throws.
@@ -23,7 +25,8 @@ func writeFileAtomically(_ path: String, _ body: (borrowing FileDescriptor) thro
     }
     // Same directory, so that rename() is atomic (never across file systems).
     let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 16)
-    let temporaryPath = (directory == "/" ? "" : directory) + "/.\(name).\(getpid()).\(suffix).tmp"
+    let prefix = (directory == "/" ? "" : directory) + "/"
+    let temporaryPath = prefix + TemporaryName.make(for: name, pid: getpid(), suffix: suffix)
 
     var file: FileDescriptor
     do {
@@ -40,6 +43,37 @@ func writeFileAtomically(_ path: String, _ body: (borrowing FileDescriptor) thro
     try file.close(reportedPath: path)
     guard rename(temporaryPath, path) == 0 else { throw FileDescriptor.ioError(path) }
     renamed = true
+    TemporaryName.removeStale(of: name, in: directory)
+}
+
+/// Temporary files of `writeFileAtomically`: `.NAME.HOST.PID.RANDOM.tmp`.
+/// The host keeps one machine from removing another's live temporary in a
+/// directory they share (a sweep's output on NFS).
+enum TemporaryName {
+    static let host: String = {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "host" }
+        let name = String(cString: buffer).filter { $0.isLetter || $0.isNumber || $0 == "-" }
+        return name.isEmpty ? "host" : name
+    }()
+
+    static func make(for name: String, pid: Int32, suffix: String) -> String {
+        ".\(name).\(host).\(pid).\(suffix).tmp"
+    }
+
+    /// Removes the temporaries of `name` that processes of this host, now
+    /// dead, left in `directory`. Best effort: errors are ignored.
+    static func removeStale(of name: String, in directory: String) {
+        let start = ".\(name).\(host).", end = ".tmp"
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
+        for entry in entries where entry.hasPrefix(start) && entry.hasSuffix(end) && entry.count > start.count + end.count {
+            let middle = entry.dropFirst(start.count).dropLast(end.count)  // PID.RANDOM
+            guard let dot = middle.firstIndex(of: "."), let pid = Int32(middle[..<dot]), pid > 0, pid != getpid() else { continue }
+            if kill(pid, 0) == -1 && errno == ESRCH {
+                _ = unlink((directory == "/" ? "" : directory) + "/" + entry)
+            }
+        }
+    }
 }
 
 /// Writes `bytes` to `path` whole or not at all; see `writeFileAtomically(_:_:)`.

@@ -102,7 +102,11 @@ public struct AttentionRun: Sendable {
             try saveGradients([("dq", grads.dq), ("dk", grads.dk), ("dv", grads.dv)],
                               into: gradsDirectory, written: &written)
         }
-        return Outcome(shape: shape, written: written)
+        var workspace = try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: .forward, threads: threads)
+        if gradOut != nil {
+            workspace = max(workspace, try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: .backward, threads: threads))
+        }
+        return Outcome(shape: shape, written: written, workspaceBytes: workspace)
     }
 
     private func load(_ path: String, argument: String, checkFinite: Bool? = nil) throws -> Tensor {

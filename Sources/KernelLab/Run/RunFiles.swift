@@ -27,6 +27,9 @@ public struct RunOutcome<Shape: Equatable & Sendable>: Sendable, Equatable {
     public var shape: Shape
     /// Every file written, with the shape of its array, in writing order.
     public var written: [(path: String, shape: [Int])]
+    /// The largest workspace one of the calls took (forward, or backward when
+    /// gradients were asked for), as the kernel's workspace query states it.
+    public var workspaceBytes: Int
 
     /// Equal shapes and equal files written, in the same order.
     public static func == (lhs: RunOutcome, rhs: RunOutcome) -> Bool {

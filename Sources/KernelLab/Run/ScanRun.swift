@@ -139,7 +139,11 @@ public struct ScanRun: Sendable {
                 ("dh0", h0 == nil ? nil : grads.dh0),
             ], into: gradsDirectory, written: &written)
         }
-        return Outcome(shape: shape, written: written)
+        var workspace = try Scan.workspaceBytes(shape: shape, impl: impl, pass: .forward, threads: threads, options: options)
+        if gradOut != nil {
+            workspace = max(workspace, try Scan.workspaceBytes(shape: shape, impl: impl, pass: .backward, threads: threads, options: options))
+        }
+        return Outcome(shape: shape, written: written, workspaceBytes: workspace)
     }
 
     private func load(_ path: String, argument: String) throws -> Tensor {

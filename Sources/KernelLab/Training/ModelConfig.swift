@@ -176,16 +176,17 @@ extension ModelConfig {
         guard let pattern else { throw reader.error("pattern", "is required (or model and layers)") }
         guard let vocabulary = try reader.integer("vocab", minimum: 2) else { throw reader.error("vocab", "is required") }
         guard let dModel = try reader.integer("d_model", minimum: 1) else { throw reader.error("d_model", "is required") }
-        let heads = try reader.integer("heads", minimum: 1) ?? 4
-        var position = Position.nope
+        let givenHeads = try reader.integer("heads", minimum: 1)
+        var givenPosition: Position?
         if let name = try reader.string("position") {
             guard let value = Position(rawValue: name) else {
                 throw reader.error("position", "unknown '\(name)'; expected one of \(Position.allCases.map(\.rawValue).joined(separator: ", "))")
             }
-            position = value
+            givenPosition = value
         }
+        let position = givenPosition ?? .nope
         let rotary = try reader.integer("rotary_dims", minimum: 2)
-        let ropeBase = try reader.number("rope_base").map(Float.init) ?? 10000
+        let givenRopeBase = try reader.number("rope_base").map(Float.init)
         var windows: [Int]?
         if let items = try reader.array("windows") {
             windows = try items.enumerated().map { index, item in
@@ -195,13 +196,39 @@ extension ModelConfig {
                 return Int(value)
             }
         }
-        let mlpRatio = try reader.integer("mlp_ratio", minimum: 1) ?? 4
+        let givenMLPRatio = try reader.integer("mlp_ratio", minimum: 1)
         let tied = try reader.bool("tied") ?? true
-        let dState = try reader.integer("d_state", minimum: 1) ?? 16
-        let expand = try reader.integer("expand", minimum: 1) ?? 2
-        let convKernel = try reader.integer("conv_kernel", minimum: 1) ?? 4
+        let givenDState = try reader.integer("d_state", minimum: 1)
+        let givenExpand = try reader.integer("expand", minimum: 1)
+        let givenConvKernel = try reader.integer("conv_kernel", minimum: 1)
         let dtRank = try reader.integer("dt_rank", minimum: 1)
         let eps = try reader.number("norm_eps").map(Float.init) ?? 1e-5
+        // A key that shapes no layer of this pattern is an error, as an
+        // unknown key is: it would be dropped from the checkpoint's config,
+        // and the model it describes would not match the file on resume.
+        func inapplicable(_ keys: [(String, Bool)], _ reason: String) throws {
+            if let key = keys.first(where: { $0.1 })?.0 { throw reader.error(key, reason) }
+        }
+        if !pattern.contains("A") {
+            try inapplicable([("heads", givenHeads != nil), ("position", givenPosition != nil), ("rotary_dims", rotary != nil),
+                              ("rope_base", givenRopeBase != nil), ("windows", windows != nil), ("mlp_ratio", givenMLPRatio != nil)],
+                             "applies to attention blocks (A), and pattern '\(pattern)' has none")
+        } else {
+            if position != .rope {
+                try inapplicable([("rotary_dims", rotary != nil), ("rope_base", givenRopeBase != nil)],
+                                 "applies to position rope only, this config has \(position.rawValue)")
+            }
+            if position != .hardAlibi {
+                try inapplicable([("windows", windows != nil)], "applies to position hard_alibi only, this config has \(position.rawValue)")
+            }
+        }
+        if !pattern.contains("M") {
+            try inapplicable([("d_state", givenDState != nil), ("expand", givenExpand != nil),
+                              ("conv_kernel", givenConvKernel != nil), ("dt_rank", dtRank != nil)],
+                             "applies to Mamba blocks (M), and pattern '\(pattern)' has none")
+        }
+        let heads = givenHeads ?? 4, ropeBase = givenRopeBase ?? 10000, mlpRatio = givenMLPRatio ?? 4
+        let dState = givenDState ?? 16, expand = givenExpand ?? 2, convKernel = givenConvKernel ?? 4
         try reader.rejectUnknown()
         do {
             return try ModelConfig(vocabulary: vocabulary, dModel: dModel, pattern: pattern, heads: heads, position: position,
