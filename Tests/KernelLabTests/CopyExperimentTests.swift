@@ -109,8 +109,8 @@ final class CopyExperimentTests: XCTestCase {
     func testBeyondExperimentsRunEndToEndAtSmokeScale() throws {
         let directory = try temporaryDirectory()
         let reports = try CopySuite(directory: directory, threads: 1, progress: .silent).run(CopyExperiment.beyond, preset: .smoke, seeds: 2)
-        XCTAssertEqual(reports.map(\.experiment), [.phoneBook, .hybrids])
-        XCTAssertEqual(reports.map(\.verdicts.count), [1, 2])
+        XCTAssertEqual(reports.map(\.experiment), [.phoneBook, .hybrids, .grokking])
+        XCTAssertEqual(reports.map(\.verdicts.count), [1, 2, 2])
         for report in reports {
             let folder = (directory as NSString).appendingPathComponent(report.experiment.rawValue)
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/summary.md"))
@@ -119,6 +119,86 @@ final class CopyExperimentTests: XCTestCase {
         for pattern in ["| MM |", "| AM |", "| MA |", "| AA |"] { XCTAssertTrue(hybrids.contains(pattern), pattern) }
         let phone = try String(contentsOfFile: directory + "/phonebook/summary.md", encoding: .utf8)
         XCTAssertTrue(phone.contains("| hybrid MA |"), phone)
+        // Grokking: every run full batch on its split, its curve with both accuracies.
+        let grokking = try storedRuns(directory).filter { $0.spec.task.kind == .modular }
+        XCTAssertEqual(grokking.count, 6)
+        for run in grokking {
+            let task = try run.spec.task.makeModular(seed: run.spec.seed)
+            XCTAssertEqual(run.spec.batch, task.training.count)
+            XCTAssertEqual(run.examplesSeen, run.steps * task.training.count)
+            XCTAssertFalse(run.curve.isEmpty)
+            XCTAssertTrue(run.curve.allSatisfy { $0.train != nil && (0...1).contains($0.string) })
+            XCTAssertEqual(run.accuracy.map(\.examples), [task.heldOut.count])
+            XCTAssertNotNil(run.trainAccuracy)
+        }
+        XCTAssertTrue(try String(contentsOfFile: directory + "/grokking/summary.md", encoding: .utf8).contains("| transformer |"))
+    }
+
+    func testModularAdditionSplitsTheTableAndScoresOnlyTheAnswer() throws {
+        let task = try ModularAdditionTask(modulus: 7, trainPercent: 30, splitSeed: 3)
+        XCTAssertEqual(task.training.count, 14)
+        XCTAssertEqual(task.heldOut.count, 35)
+        XCTAssertEqual(Set(task.training + task.heldOut), Set(0..<49), "the two parts cover the table")
+        XCTAssertTrue(Set(task.training).isDisjoint(with: task.heldOut))
+        XCTAssertEqual(try ModularAdditionTask(modulus: 7, trainPercent: 30, splitSeed: 3).training, task.training)
+        XCTAssertNotEqual(try ModularAdditionTask(modulus: 7, trainPercent: 30, splitSeed: 4).training, task.training)
+        let batch = TokenBatch(batch: 16, seq: ModularAdditionTask.seq)
+        XCTAssertEqual(task.fill(batch, pairs: task.training), 14)
+        for row in 0..<16 {
+            let base = row * 4
+            XCTAssertEqual(batch.mask[base..<base + 3], [0, 0, 0])
+            XCTAssertEqual(batch.mask[base + 3], row < 14 ? 1 : 0, "row \(row): padding rows count for nothing")
+            guard row < 14 else { continue }
+            let (a, b) = (task.training[row] / 7, task.training[row] % 7)
+            XCTAssertEqual(Array(batch.tokens[base..<base + 4]), [Int32(a), task.plus, Int32(b), task.equals])
+            XCTAssertEqual(batch.targets[base + 3], Int32((a + b) % 7))
+        }
+        XCTAssertThrowsError(try ModularAdditionTask(modulus: 7, trainPercent: 100, splitSeed: 0))
+        XCTAssertThrowsError(try ModularAdditionTask(modulus: 1, trainPercent: 30, splitSeed: 0))
+        // A spec whose batch is not the whole training split is refused before training.
+        let config = try ModelConfig(vocabulary: 9, dModel: 8, pattern: "L")
+        var spec = CopyRunSpec(model: "lstm", config: config, task: .modular(7, trainPercent: 30), steps: 2, batch: 13, seq: 4,
+                               learningRate: 1e-3, warmup: 0, seed: 3, evalEvery: 1, evalLength: 7, finalLengths: [7], evalStrings: 1)
+        XCTAssertThrowsError(try spec.validate())
+        spec.batch = 14
+        XCTAssertNoThrow(try spec.validate())
+    }
+
+    /// The grokking verdicts from hand-made curves: steps to memorize and to
+    /// generalize per model, both ways.
+    func testGrokkingVerdictsFollowTheMeasuredSteps() throws {
+        func run(_ label: String, seed: UInt64, memorize: Int, generalize: Int?) throws -> CopyRunResult {
+            let config = try ModelConfig(vocabulary: 9, dModel: 8, pattern: "L")
+            let spec = CopyRunSpec(model: label, config: config, task: .modular(7, trainPercent: 30), steps: 2000, batch: 14, seq: 4,
+                                   learningRate: 1e-3, warmup: 0, seed: seed, evalEvery: 25, evalLength: 7, finalLengths: [7], evalStrings: 1)
+            let curve = stride(from: 25, through: 2000, by: 25).map { step in
+                CurvePoint(step: step, examples: step * 14, loss: 0, string: generalize.map { step >= $0 ? 1 : 0.1 } ?? 0.1,
+                           character: 0, train: step >= memorize ? 1 : 0.5)
+            }
+            return CopyRunResult(spec: spec, id: spec.id, parameters: 1, stateFloats: 0, steps: 2000, examplesSeen: 0, tokensTrained: 0,
+                                 wallSeconds: 0, finalLoss: 0, curve: curve, accuracy: [], generated: nil, isa: "scalar", threads: 1)
+        }
+        func verdicts(transformer: Int?, mamba: Int?, memorize: Int = 100) throws -> [Verdict] {
+            var results: [CopyRunResult] = [], runs: [(label: String, spec: CopyRunSpec)] = []
+            for (label, at) in [("transformer", transformer), ("mamba", mamba), ("lstm", nil)] {
+                for seed in UInt64(0)..<3 {
+                    let r = try run(label, seed: seed, memorize: memorize, generalize: at.map { $0 + 25 * Int(seed) })
+                    results.append(r)
+                    runs.append((label, r.spec))
+                }
+            }
+            let plan = CopyPlan(experiment: .grokking, preset: .smoke, scale: .of(.smoke), seeds: 3, runs: runs)
+            return try CopyExperiment.grokking.report(plan: plan, results: results, context: "").verdicts.map(\.verdict)
+        }
+        XCTAssertEqual(CopyExperiment.stepToMemorize(try run("x", seed: 0, memorize: 300, generalize: nil)), 300)
+        XCTAssertEqual(CopyExperiment.stepToGeneralize(try run("x", seed: 0, memorize: 300, generalize: 1000)), 1000)
+        XCTAssertEqual(try verdicts(transformer: 1500, mamba: 400), [.reproduced, .partly])   // the LSTM never generalizes
+        XCTAssertEqual(try verdicts(transformer: 400, mamba: 1500), [.notReproduced, .partly])
+        XCTAssertEqual(try verdicts(transformer: 400, mamba: 425), [.inconclusive, .partly])  // overlapping intervals
+        XCTAssertEqual(try verdicts(transformer: nil, mamba: 400), [.reproduced, .partly])
+        XCTAssertEqual(try verdicts(transformer: nil, mamba: nil), [.inconclusive, .inconclusive])
+        // Generalizing together with memorizing is not grokking.
+        XCTAssertEqual(try verdicts(transformer: 100, mamba: 150, memorize: 100)[1], .notReproduced)
     }
 
     // MARK: metrics

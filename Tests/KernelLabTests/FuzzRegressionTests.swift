@@ -61,6 +61,14 @@ final class FuzzRegressionTests: XCTestCase {
         XCTAssertEqual(reason(#"{"pattern": "MM", "vocab": 30, "d_model": 16, "heads": 2}"#)?.contains("heads"), true)
         XCTAssertEqual(reason(#"{"pattern": "AL", "vocab": 30, "d_model": 16, "d_state": 4}"#)?.contains("d_state"), true)
         XCTAssertNil(reason(#"{"pattern": "AM", "vocab": 30, "d_model": 16, "heads": 4, "position": "hard_alibi", "windows": [1, 0, 2, 0], "d_state": 4}"#))
+        // A config made in code with fields its pattern does not use equals
+        // the one its JSON gives back (`train --pattern MM --position rope`
+        // must resume from its own checkpoint).
+        for (pattern, position) in [("MM", ModelConfig.Position.hardAlibi), ("LA", .alibi), ("AA", .nope)] {
+            let made = try ModelConfig(vocabulary: 30, dModel: 16, pattern: pattern, heads: 2, position: position, rotaryDims: 4,
+                                       ropeBase: 500, windows: [3, 0], mlpRatio: 2, dState: 4, expand: 3, convKernel: 2, dtRank: 3)
+            XCTAssertEqual(try ModelConfig.decode(Data(made.jsonString.utf8), source: "round trip"), made, pattern)
+        }
         // Every accepted config survives the checkpoint's JSON.
         let config = try ModelConfig.decode(Data(#"{"pattern": "MAL", "vocab": 30, "d_model": 16, "position": "rope", "rope_base": 500, "norm_eps": 1e-6}"#.utf8), source: "test")
         XCTAssertEqual(try ModelConfig.decode(Data(config.jsonString.utf8), source: "again"), config)

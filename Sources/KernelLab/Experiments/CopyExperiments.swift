@@ -15,11 +15,12 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
     // Beyond copying (issue "Beyond copying"): `make beyond`.
     case phoneBook = "phonebook"
     case hybrids = "hybrids"
+    case grokking = "grokking"
 
     /// The copy paper's experiments (`--experiment all`, `make copy`).
     public static var copying: [CopyExperiment] { [.trainEfficiency, .lengthGeneralization, .construction, .capacity, .lookup] }
     /// What lies beyond them (`--experiment beyond`, `make beyond`).
-    public static var beyond: [CopyExperiment] { [.phoneBook, .hybrids] }
+    public static var beyond: [CopyExperiment] { [.phoneBook, .hybrids, .grokking] }
 
     public var title: String {
         switch self {
@@ -30,6 +31,7 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
         case .lookup: "Prefix and suffix n-gram lookup"
         case .phoneBook: "Phone-book lookup: accuracy against the number of entries"
         case .hybrids: "Hybrids: how many attention layers buy how much copying"
+        case .grokking: "Grokking: modular addition, memorizing against generalizing"
         }
     }
 }
@@ -77,6 +79,8 @@ public struct CopyScale: Codable, Equatable, Sendable {
     public var hybridDModel: Int
     public var hybridPatterns: [String]
     public var hybridSteps: Int
+    /// Grokking: a + b mod p, trained on a fixed share of the table.
+    public var grokking = GrokkingScale()
 
     /// The learning rate of a model's family: the transformers' when at least half its
     /// blocks are attention (so `MA` and `AAMM` too), else the recurrent models' (`MMMA`).
@@ -85,6 +89,12 @@ public struct CopyScale: Codable, Equatable, Sendable {
     }
 
     public static func of(_ preset: CopyPreset) -> CopyScale {
+        var scale = sized(preset)
+        scale.grokking = .of(preset)
+        return scale
+    }
+
+    private static func sized(_ preset: CopyPreset) -> CopyScale {
         switch preset {
         case .smoke:
             CopyScale(dModel: 16, layers: 1, heads: 2, batch: 4, seq: 32, learningRate: 3e-3, recurrentLearningRate: 3e-3, warmup: 2, evalStrings: 16,
@@ -111,6 +121,39 @@ public struct CopyScale: Codable, Equatable, Sendable {
                       phoneBookEntries: 40, phoneBookTestEntries: [5, 10, 20, 40, 70, 100], phoneBookSteps: 8000, phoneBookSeq: 1024,
                       hybridDModel: 128, hybridPatterns: ["MMMM", "AMMM", "MAMM", "MMMA", "AAMM", "AAAA"], hybridSteps: 8000)
         }
+    }
+}
+
+/// The sizes of the grokking experiment: modular addition mod `modulus` on
+/// `trainPercent`% of the table, full batch, AdamW with strong weight decay
+/// (Power et al. 2022; Nanda et al. 2023 used p = 113, 30%, weight decay 1,
+/// lr 1e-3, a 1-layer transformer of width 128, about 10^4 steps to grok).
+public struct GrokkingScale: Codable, Equatable, Sendable {
+    public var modulus = 97
+    public var trainPercent = 40
+    /// The transformer's width and depth; Mamba and the LSTM are matched to its parameter count.
+    public var dModel = 64
+    public var layers = 1
+    public var heads = 4
+    public var steps = 2000
+    public var evalEvery = 25
+    public var learningRate: Float = 1e-3
+    public var weightDecay: Float = 1
+    public var warmup = 10
+
+    public init() {}
+
+    public static func of(_ preset: CopyPreset) -> GrokkingScale {
+        var g = GrokkingScale()
+        switch preset {
+        case .smoke:
+            (g.modulus, g.trainPercent, g.dModel, g.steps, g.evalEvery, g.warmup) = (7, 50, 16, 6, 3, 2)
+        case .quick:
+            break
+        case .paper:
+            (g.modulus, g.trainPercent, g.dModel, g.steps, g.evalEvery, g.learningRate) = (113, 30, 128, 20000, 100, 1e-3)
+        }
+        return g
     }
 }
 
@@ -143,11 +186,11 @@ extension CopyExperiment {
 
     /// The width (a multiple of 8) whose model of `pattern` has the parameter count nearest `target`.
     static func matched(_ target: Int, pattern: String, vocabulary: Int = CopyTask.vocabulary, heads: Int = 8,
-                        position: ModelConfig.Position = .hardAlibi, dState: Int = 16) throws -> ModelConfig {
+                        position: ModelConfig.Position = .hardAlibi, dState: Int = 16, tied: Bool = true) throws -> ModelConfig {
         var best: ModelConfig?
         for width in stride(from: 8, through: 2048, by: 8) where !pattern.contains("A") || width % heads == 0 {
             let config = try ModelConfig(vocabulary: vocabulary, dModel: width, pattern: pattern, heads: pattern.contains("A") ? heads : 4,
-                                         position: position, dState: dState)
+                                         position: position, tiedEmbeddings: tied, dState: dState)
             if best == nil || abs(parameterCount(config) - target) < abs(parameterCount(best!) - target) { best = config }
             if parameterCount(config) > target { break }
         }
@@ -246,6 +289,27 @@ extension CopyExperiment {
                                                       steps: s.hybridSteps, batch: s.batch, seq: s.seq, learningRate: s.learningRate(config),
                                                       warmup: s.warmup, seed: UInt64(seed), evalEvery: s.copyEvalEvery, evalLength: s.trainLength,
                                                       stopAccuracy: 0.99, finalLengths: lengths, evalStrings: s.evalStrings)))
+                }
+            }
+        case .grokking:
+            let g = s.grokking
+            let task = TaskSpec.modular(g.modulus, trainPercent: g.trainPercent)
+            let V = g.modulus + 2
+            let transformer = try ModelConfig(vocabulary: V, dModel: g.dModel, pattern: String(repeating: "A", count: g.layers),
+                                              heads: g.heads, position: .rope, tiedEmbeddings: false)
+            let target = Self.parameterCount(transformer)
+            let models = [("transformer", transformer),
+                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: g.layers), vocabulary: V, tied: false)),
+                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: g.layers), vocabulary: V, tied: false))]
+            for (label, config) in models {
+                for seed in 0..<seeds {
+                    let split = try task.makeModular(seed: UInt64(seed))
+                    var spec = CopyRunSpec(model: label, config: config, task: task, steps: g.steps, batch: split.training.count,
+                                           seq: ModularAdditionTask.seq, learningRate: g.learningRate, warmup: g.warmup,
+                                           weightDecay: g.weightDecay, seed: UInt64(seed), evalEvery: g.evalEvery, evalLength: g.modulus,
+                                           stopAccuracy: 0.95, finalLengths: [g.modulus], evalStrings: 1)
+                    spec.decay = .constant
+                    runs.append((label, spec))
                 }
             }
         }

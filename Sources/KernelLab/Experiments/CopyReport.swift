@@ -76,6 +76,9 @@ extension CopyExperiment {
             for run in group.runs {
                 for p in run.curve {
                     csv += "\(rawValue),\(csvField(group.label)),\(run.spec.seed),examples,\(p.examples),\(p.string),\(p.character),\(p.loss)\n"
+                    if let train = p.train {
+                        csv += "\(rawValue),\(csvField(group.label)),\(run.spec.seed),train_step,\(p.step),\(train),\(train),\(p.loss)\n"
+                    }
                 }
                 for a in run.accuracy {
                     csv += "\(rawValue),\(csvField(group.label)),\(run.spec.seed),length,\(a.length),\(a.string),\(a.character),\n"
@@ -96,6 +99,8 @@ extension CopyExperiment {
             (verdicts, body, plots) = phoneBook(groups, s)
         case .hybrids:
             (verdicts, body, plots) = hybrids(groups, s)
+        case .grokking:
+            (verdicts, body, plots) = grokking(groups, s)
         case .construction:
             throw KernelLabError.invalidArgument(argument: "experiment", reason: "the construction is reported by NGramConstruction")
         }

@@ -1,14 +1,35 @@
 import Foundation
 
-/// The task a run trains on: copy, or n-gram lookup with the key before or after the string.
+/// The task a run trains on: copy, n-gram lookup with the key before or
+/// after the string, phone-book lookup, or modular addition (grokking).
 public struct TaskSpec: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix, phonebook }
+    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix, phonebook, modular }
     public var kind: Kind
     public var minLength: Int
     public var maxLength: Int
     /// Lookup only: the key's and the answer's letters.
     public var ngram: Int
     public var answer: Int
+    /// Modular addition only: the modulus p and the percent of the p x p equations trained on.
+    public var modulus: Int?
+    public var trainPercent: Int?
+
+    /// Modular addition mod `modulus`, `trainPercent`% of the table trained on (full batch).
+    public static func modular(_ modulus: Int, trainPercent: Int) -> TaskSpec {
+        var spec = TaskSpec(kind: .modular, lengths: 1...1)
+        spec.modulus = modulus
+        spec.trainPercent = trainPercent
+        return spec
+    }
+
+    /// The modular-addition task with the split of `seed`.
+    /// - Throws: `KernelLabError.invalidArgument` for another kind or a bad modulus or split.
+    public func makeModular(seed: UInt64) throws -> ModularAdditionTask {
+        guard kind == .modular, let modulus, let trainPercent else {
+            throw KernelLabError.invalidArgument(argument: "task", reason: "\(kind.rawValue) is not modular addition (needs modulus and trainPercent)")
+        }
+        return try ModularAdditionTask(modulus: modulus, trainPercent: trainPercent, splitSeed: seed)
+    }
 
     public init(kind: Kind, lengths: ClosedRange<Int>, ngram: Int = 3, answer: Int = 3) {
         self.kind = kind
@@ -30,6 +51,8 @@ public struct TaskSpec: Codable, Equatable, Sendable {
         case .prefix: return try LookupTask(key: .prefix, lengths: lengths, ngram: ngram, answer: answer)
         case .suffix: return try LookupTask(key: .suffix, lengths: lengths, ngram: ngram, answer: answer)
         case .phonebook: return try PhoneBookTask(entries: lengths)
+        case .modular:
+            throw KernelLabError.invalidArgument(argument: "task", reason: "modular addition is not a sequence task (see makeModular)")
         }
     }
 }
@@ -59,6 +82,8 @@ public struct CopyRunSpec: Codable, Equatable, Sendable {
     public var finalLengths: [Int]
     /// Strings per evaluation (rounded up to whole batches of `evalBatch`).
     public var evalStrings: Int
+    /// The learning-rate schedule after warmup (nil: linear decay to zero).
+    public var decay: TrainingOptions.Decay?
 
     public init(model: String, config: ModelConfig, task: TaskSpec, steps: Int, batch: Int, seq: Int, learningRate: Float,
                 warmup: Int, weightDecay: Float = 0.1, seed: UInt64, evalEvery: Int, evalLength: Int, stopAccuracy: Double? = nil,
@@ -89,6 +114,16 @@ public struct CopyRunSpec: Codable, Equatable, Sendable {
         try trainingOptions.validate()
         guard evalEvery >= 1 else { throw fail("evalEvery", "must be at least 1, got \(evalEvery)") }
         guard evalStrings >= 1 else { throw fail("evalStrings", "must be at least 1, got \(evalStrings)") }
+        if task.kind == .modular {
+            let modular = try task.makeModular(seed: seed)
+            guard batch == modular.training.count, seq == ModularAdditionTask.seq else {
+                throw fail("batch", "modular addition trains full batch: batch \(modular.training.count), seq \(ModularAdditionTask.seq); got \(batch), \(seq)")
+            }
+            guard try modelConfig().vocabulary >= modular.vocabulary else {
+                throw fail("config", "the model's vocabulary lacks the task's \(modular.vocabulary) tokens")
+            }
+            return
+        }
         let task = try task.make()
         let vocabulary = try modelConfig().vocabulary
         guard vocabulary >= task.vocabulary else {
@@ -112,7 +147,7 @@ public struct CopyRunSpec: Codable, Equatable, Sendable {
     }
 
     public var trainingOptions: TrainingOptions {
-        TrainingOptions(steps: steps, learningRate: learningRate, warmup: warmup, decay: .linear, weightDecay: weightDecay,
+        TrainingOptions(steps: steps, learningRate: learningRate, warmup: warmup, decay: decay ?? .linear, weightDecay: weightDecay,
                         clip: 1, batch: batch, seq: seq, seed: seed)
     }
 }
@@ -124,6 +159,8 @@ public struct CurvePoint: Codable, Equatable, Sendable {
     public var loss: Double
     public var string: Double
     public var character: Double
+    /// Modular addition: accuracy on the training split (`string` is the held-out one's).
+    public var train: Double?
 }
 
 /// What a run measured.
@@ -143,9 +180,13 @@ public struct CopyRunResult: Codable, Equatable, Sendable {
     public var accuracy: [CopyAccuracy]
     /// Greedy generation at `evalLength`, the check of the teacher-forced figure.
     public var generated: CopyAccuracy?
+    /// Modular addition: final accuracy on the training split (`accuracy` holds the held-out one's, at length p).
+    public var trainAccuracy: Double?
     public var isa: String
     public var threads: Int
 }
+
+extension TrainingOptions.Decay: Codable {}
 
 // A diverged run's NaN loss is a result too: non-finite numbers are written as strings.
 extension JSONEncoder {

@@ -91,16 +91,15 @@ public final class CopyRunner {
         }
         try spec.validate()
         let config = try spec.modelConfig()
-        let task = try spec.task.make()
         let model = try LanguageModel(config: config, seed: spec.seed)
         let trainer = try Trainer(model: model, options: spec.trainingOptions, threads: threads)
         let checkpoint = path(spec.id, ".ckpt"), partialPath = path(spec.id, ".partial.json")
         var partial = Partial(curve: [], examples: 0, seconds: 0, loss: 0)
-        let evalBatches = (spec.evalStrings + CopyRunSpec.evalBatch - 1) / CopyRunSpec.evalBatch
-        let evalSeed = spec.seed &+ 0xE7A1
-        func evaluate(_ length: Int) throws -> CopyAccuracy {
-            try task.evaluate(model, batch: CopyRunSpec.evalBatch, seq: task.evaluationSeq(length: length), threads: threads,
-                              length: length, batches: evalBatches, seed: evalSeed &+ UInt64(length))
+        let driver = try Driver(spec: spec, model: model, threads: threads)
+        func point(step: Int, loss: Double) throws -> CurvePoint {
+            let measured = try driver.curve()
+            return CurvePoint(step: step, examples: partial.examples, loss: loss, string: measured.string,
+                              character: measured.character, train: measured.train)
         }
         if FileManager.default.fileExists(atPath: checkpoint) {
             try Checkpoint.load(checkpoint, into: trainer)
@@ -114,13 +113,11 @@ public final class CopyRunner {
             }
             partial.curve.removeAll { $0.step > trainer.step }
             if partial.step != trainer.step {
-                partial.examples = (0..<trainer.step).reduce(0) { $0 + examples(task, spec, step: $1) }
+                partial.examples = (0..<trainer.step).reduce(0) { $0 + examples(driver, spec, step: $1) }
                 if partial.step < trainer.step {
                     partial.loss = .nan
                     if isEvaluationStep(trainer.step, spec) && partial.curve.last?.step != trainer.step {
-                        let accuracy = try evaluate(spec.evalLength)
-                        partial.curve.append(CurvePoint(step: trainer.step, examples: partial.examples, loss: .nan,
-                                                        string: accuracy.string, character: accuracy.character))
+                        partial.curve.append(try point(step: trainer.step, loss: .nan))
                     }
                 }
                 partial.step = trainer.step
@@ -141,18 +138,14 @@ public final class CopyRunner {
         var lastAccuracy = partial.curve.last?.string
         while trainer.step < spec.steps && !stopReached() {
             var counted = 0
-            let record = try trainer.trainStep { batch, micro in
-                task.fill(batch, seed: spec.seed, step: micro)
-                counted += Self.examplesStarting(in: batch)
-            }
+            let record = try trainer.trainStep { batch, micro in counted += driver.fill(batch, micro) }
             partial.examples += counted
             partial.loss = record.loss
             let evaluated = isEvaluationStep(record.step, spec)
             if evaluated {
-                let accuracy = try evaluate(spec.evalLength)
-                partial.curve.append(CurvePoint(step: record.step, examples: partial.examples, loss: record.loss,
-                                                string: accuracy.string, character: accuracy.character))
-                lastAccuracy = accuracy.string
+                let added = try point(step: record.step, loss: record.loss)
+                partial.curve.append(added)
+                lastAccuracy = added.string
                 partial.step = record.step
                 partial.seconds = base + Date().timeIntervalSince(started)
                 try save()
@@ -168,18 +161,21 @@ public final class CopyRunner {
             }
         }
         let trainSeconds = base + Date().timeIntervalSince(started)
-        let accuracy = try spec.finalLengths.map(evaluate)
-        let generated = try task.evaluateGenerated(model, batch: CopyRunSpec.evalBatch, threads: threads, length: spec.evalLength,
-                                                   batches: evalBatches, seed: evalSeed &+ UInt64(spec.evalLength))
+        let final = try driver.final()
         let result = CopyRunResult(spec: spec, id: spec.id, parameters: model.parameterCount, stateFloats: Self.stateFloats(config),
                                    steps: trainer.step, examplesSeen: partial.examples, tokensTrained: trainer.step * spec.batch * spec.seq,
-                                   wallSeconds: trainSeconds, finalLoss: partial.loss, curve: partial.curve, accuracy: accuracy,
-                                   generated: generated, isa: try ISA.active.rawValue, threads: threads)
+                                   wallSeconds: trainSeconds, finalLoss: partial.loss, curve: partial.curve, accuracy: final.accuracy,
+                                   generated: final.generated, trainAccuracy: final.train, isa: try ISA.active.rawValue, threads: threads)
         try writeFileAtomically(path(spec.id, ".json"), bytes: Array(try JSONEncoder.pretty.encode(result)))
         try? FileManager.default.removeItem(atPath: checkpoint)
         try? FileManager.default.removeItem(atPath: partialPath)
-        progress.line(String(format: "%@ done: %d steps, %@, loss %.4f, accuracy at length %d %.3f (generated %.3f)", label,
-                             trainer.step, clock(trainSeconds), partial.loss, spec.evalLength, lastAccuracy ?? .nan, generated.string))
+        if let generated = final.generated {
+            progress.line(String(format: "%@ done: %d steps, %@, loss %.4f, accuracy at length %d %.3f (generated %.3f)", label,
+                                 trainer.step, clock(trainSeconds), partial.loss, spec.evalLength, lastAccuracy ?? .nan, generated.string))
+        } else {
+            progress.line(String(format: "%@ done: %d steps, %@, loss %.4f, held-out accuracy %.3f, training %.3f", label,
+                                 trainer.step, clock(trainSeconds), partial.loss, lastAccuracy ?? .nan, final.train ?? .nan))
+        }
         return result
     }
 
@@ -192,14 +188,73 @@ public final class CopyRunner {
         step % spec.evalEvery == 0 || step == spec.steps
     }
 
-    /// Examples that start in optimizer step `step`'s batches (a replay of its data, for a
-    /// curve lost after its checkpoint), micro-batch by micro-batch as `Trainer.trainStep` fills them.
-    private func examples(_ task: any SequenceTask, _ spec: CopyRunSpec, step: Int) -> Int {
+    /// Examples in optimizer step `step`'s batches (a replay of its data, for a curve lost
+    /// after its checkpoint), micro-batch by micro-batch as `Trainer.trainStep` fills them.
+    private func examples(_ driver: Driver, _ spec: CopyRunSpec, step: Int) -> Int {
         let batch = TokenBatch(batch: spec.batch, seq: spec.seq)
         let accumulation = spec.trainingOptions.accumulation
-        return (0..<accumulation).reduce(0) { total, k in
-            task.fill(batch, seed: spec.seed, step: step * accumulation + k)
-            return total + Self.examplesStarting(in: batch)
+        return (0..<accumulation).reduce(0) { total, k in total + driver.fill(batch, step * accumulation + k) }
+    }
+
+    /// The training data of `spec`'s micro-step: fills a batch, returns the examples in it.
+    static func trainingFill(_ spec: CopyRunSpec) throws -> (TokenBatch, Int) -> Int {
+        if spec.task.kind == .modular {
+            let task = try spec.task.makeModular(seed: spec.seed)
+            return { batch, _ in task.fill(batch, pairs: task.training) }
+        }
+        let task = try spec.task.make()
+        return { batch, micro in
+            task.fill(batch, seed: spec.seed, step: micro)
+            return CopyRunner.examplesStarting(in: batch)
+        }
+    }
+
+    /// What differs between tasks: a step's data, the curve's evaluation, the final one.
+    private struct Driver {
+        /// Fills a training batch for micro-step `micro`; returns the examples in it.
+        let fill: (TokenBatch, Int) -> Int
+        let curve: () throws -> (string: Double, character: Double, train: Double?)
+        let final: () throws -> (accuracy: [CopyAccuracy], generated: CopyAccuracy?, train: Double?)
+
+        init(spec: CopyRunSpec, model: LanguageModel, threads: Int) throws {
+            if spec.task.kind == .modular {
+                // Full batch: every step trains on the whole training split; evaluations
+                // use batches of the same shape (no re-preparation of the model).
+                let task = try spec.task.makeModular(seed: spec.seed)
+                let scratch = TokenBatch(batch: spec.batch, seq: ModularAdditionTask.seq)
+                func measure() throws -> (held: Double, train: Double) {
+                    (try task.accuracy(model, pairs: task.heldOut, batch: scratch, threads: threads),
+                     try task.accuracy(model, pairs: task.training, batch: scratch, threads: threads))
+                }
+                fill = try CopyRunner.trainingFill(spec)
+                curve = {
+                    let m = try measure()
+                    return (m.held, m.held, m.train)
+                }
+                final = {
+                    let m = try measure()
+                    return ([CopyAccuracy(length: task.modulus, examples: task.heldOut.count, string: m.held, character: m.held)], nil, m.train)
+                }
+                return
+            }
+            let task = try spec.task.make()
+            let evalBatches = (spec.evalStrings + CopyRunSpec.evalBatch - 1) / CopyRunSpec.evalBatch
+            let evalSeed = spec.seed &+ 0xE7A1
+            func evaluate(_ length: Int) throws -> CopyAccuracy {
+                try task.evaluate(model, batch: CopyRunSpec.evalBatch, seq: task.evaluationSeq(length: length), threads: threads,
+                                  length: length, batches: evalBatches, seed: evalSeed &+ UInt64(length))
+            }
+            fill = try CopyRunner.trainingFill(spec)
+            curve = {
+                let accuracy = try evaluate(spec.evalLength)
+                return (accuracy.string, accuracy.character, nil)
+            }
+            final = {
+                let accuracy = try spec.finalLengths.map(evaluate)
+                let generated = try task.evaluateGenerated(model, batch: CopyRunSpec.evalBatch, threads: threads, length: spec.evalLength,
+                                                           batches: evalBatches, seed: evalSeed &+ UInt64(spec.evalLength))
+                return (accuracy, generated, nil)
+            }
         }
     }
 

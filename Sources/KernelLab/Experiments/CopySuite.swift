@@ -31,10 +31,10 @@ public final class CopySuite {
                 if perStep[key] == nil {
                     let model = try LanguageModel(config: try spec.modelConfig(), seed: 0)
                     let trainer = try Trainer(model: model, options: TrainingOptions(steps: 3, batch: spec.batch, seq: spec.seq), threads: threads)
-                    let task = try spec.task.make()
+                    let fill = try CopyRunner.trainingFill(spec)
                     var seconds: [Double] = []
                     for _ in 0..<3 {
-                        seconds.append(try trainer.trainStep { batch, micro in task.fill(batch, seed: 0, step: micro) }.seconds)
+                        seconds.append(try trainer.trainStep { batch, micro in _ = fill(batch, micro) }.seconds)
                     }
                     perStep[key] = seconds.dropFirst().reduce(0, +) / 2
                 }

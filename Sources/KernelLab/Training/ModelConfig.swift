@@ -81,8 +81,30 @@ public struct ModelConfig: Equatable, Sendable {
         self.convKernel = convKernel
         self.dtRank = dtRank ?? (dModel + 15) / 16
         self.normEpsilon = normEpsilon
+        // Fields that shape no layer of this pattern take their defaults, so
+        // that equal models compare equal and a config survives the JSON a
+        // checkpoint stores (which leaves them out).
+        if !pattern.contains("A") {
+            self.heads = 4
+            self.position = .nope
+            self.mlpRatio = 4
+        }
+        if self.position != .rope {
+            self.rotaryDims = max(2, (self.heads > 0 ? self.dModel / self.heads : 0) / 4 / 2 * 2)
+            self.ropeBase = 10000
+        }
+        if self.position != .hardAlibi { self.windows = ModelConfig.hardAlibiWindows(heads: self.heads) }
+        if !pattern.contains("M") {
+            self.dState = 16
+            self.expand = 2
+            self.convKernel = 4
+            self.dtRank = (dModel + 15) / 16
+        }
         try validate()
     }
+
+    /// The deepest stack a config may describe.
+    public static let maxLayers = 256
 
     /// The copy paper's Hard-ALiBi: head h < H/2 sees its last h + 1 tokens,
     /// the others are unlimited.
@@ -102,8 +124,8 @@ public struct ModelConfig: Equatable, Sendable {
         }
         guard (2...1 << 20).contains(vocabulary) else { throw fail("vocab", "must be in 2...\(1 << 20), got \(vocabulary)") }
         guard (1...1 << 16).contains(dModel) else { throw fail("d_model", "must be in 1...65536, got \(dModel)") }
-        guard !pattern.isEmpty, pattern.count <= 256, pattern.allSatisfy({ "AML".contains($0) }) else {
-            throw fail("pattern", "must be 1...256 letters of A (attention), M (Mamba), L (LSTM), got '\(pattern)'")
+        guard !pattern.isEmpty, pattern.count <= ModelConfig.maxLayers, pattern.allSatisfy({ "AML".contains($0) }) else {
+            throw fail("pattern", "must be 1...\(ModelConfig.maxLayers) letters of A (attention), M (Mamba), L (LSTM), got '\(pattern)'")
         }
         if pattern.contains("A") {
             guard heads >= 1, dModel % heads == 0 else {
@@ -154,6 +176,10 @@ extension ModelConfig {
     static func decode(_ reader: inout StrictFieldReader) throws -> ModelConfig {
         let kind = try reader.string("model")
         let layers = try reader.integer("layers", minimum: 1)
+        // Checked before the pattern is spelled out: a huge count must not become a huge string.
+        if let layers, layers > ModelConfig.maxLayers {
+            throw reader.error("layers", "must be in 1...\(ModelConfig.maxLayers), got \(layers)")
+        }
         var pattern = try reader.string("pattern")
         if let kind {
             let letter: String
