@@ -13,7 +13,7 @@
 #   make train-bench     training tokens/s and memory of a transformer and a Mamba model, each op profiled (reports/train-bench/)
 #   make decode-bench    per-token decoding time and state memory against context length (reports/decode-bench/)
 #   make copy            every copying experiment's quick preset (reports/copying/, under 45 minutes on 2 cores)
-#   make beyond          phone-book lookup and hybrids, quick presets (reports/beyond/)
+#   make beyond          phone-book lookup, hybrids, grokking, natural vs shuffled text: quick presets (reports/beyond/)
 # Dependencies (libopenblas-dev libnuma-dev pkg-config) are installed when missing.
 
 SWIFT       ?= swift
@@ -22,7 +22,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: copy copy-paper beyond
+.PHONY: copy copy-paper beyond text-deps
 .PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline fuzz clean
 
@@ -290,8 +290,17 @@ copy_grid = start=$$(date +%s); pids=""; \
 copy: release
 	@$(call copy_grid,all,$(REPORTS)/copying)
 
-# Beyond copying (phone-book lookup, hybrids), quick presets, the same way: reports/beyond/.
-beyond: release
+# Beyond copying (phone-book lookup, hybrids, grokking, natural vs shuffled
+# text), quick presets, the same way: reports/beyond/. The text is Debian's
+# fortunes package, installed when missing (make test never needs it).
+TEXT_PKGS := fortunes
+
+text-deps:
+	@dpkg-query -W -f='$${Status}' $(TEXT_PKGS) 2>/dev/null | grep -q "install ok installed" || { \
+	  echo "installing: $(TEXT_PKGS)"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEXT_PKGS) >/dev/null; }
+
+beyond: release text-deps
 	@$(call copy_grid,beyond,$(REPORTS)/beyond)
 
 # The paper presets: hours. The expected time is printed before training starts.

@@ -108,9 +108,18 @@ final class CopyExperimentTests: XCTestCase {
 
     func testBeyondExperimentsRunEndToEndAtSmokeScale() throws {
         let directory = try temporaryDirectory()
-        let reports = try CopySuite(directory: directory, threads: 1, progress: .silent).run(CopyExperiment.beyond, preset: .smoke, seeds: 2)
-        XCTAssertEqual(reports.map(\.experiment), [.phoneBook, .hybrids, .grokking])
-        XCTAssertEqual(reports.map(\.verdicts.count), [1, 2, 2])
+        try Self.writeFixtureCorpus(directory + "/fortunes")
+        var scale = CopyScale.of(.smoke)
+        scale.text.corpus = directory + "/fortunes"  // the fixture: tests do not need the fortunes package
+        let reports = try CopySuite(directory: directory, threads: 1, progress: .silent).run(CopyExperiment.beyond, preset: .smoke, seeds: 2, scale: scale)
+        XCTAssertEqual(reports.map(\.experiment), [.phoneBook, .hybrids, .grokking, .naturalText])
+        XCTAssertEqual(reports.map(\.verdicts.count), [1, 2, 2, 2])
+        let text = try storedRuns(directory).filter { $0.spec.task.kind == .text }
+        XCTAssertEqual(text.count, 6)
+        for run in text {
+            XCTAssertEqual(run.accuracy.map(\.length), [4, 8])
+            XCTAssertEqual(run.shuffledAccuracy?.map(\.length), [4, 8])
+        }
         for report in reports {
             let folder = (directory as NSString).appendingPathComponent(report.experiment.rawValue)
             XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/summary.md"))
@@ -132,6 +141,68 @@ final class CopyExperimentTests: XCTestCase {
             XCTAssertNotNil(run.trainAccuracy)
         }
         XCTAssertTrue(try String(contentsOfFile: directory + "/grokking/summary.md", encoding: .utf8).contains("| transformer |"))
+    }
+
+    /// A small corpus in the fortunes format (entries between `%` lines).
+    static func writeFixtureCorpus(_ directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let sentences = ["The quick brown fox jumps over the lazy dog.", "A stitch in time saves nine!", "Do not count your chickens.",
+                         "All that glitters is not gold; said the bard.", "When in Rome, do as the Romans do.",
+                         "Fortune favours the bold -- and the prepared.", "Every cloud has a silver lining.",
+                         "Actions speak louder than words.", "Curiosity killed the cat, they say.", "Better late than never (2024)."]
+        let entries = (0..<60).map { i in sentences[i % sentences.count] + " Entry \(String(UnicodeScalar(UInt8(97 + i % 26))))." }
+        try (entries.joined(separator: "\n%\n") + "\n").write(toFile: directory + "/wisdom", atomically: true, encoding: .utf8)
+        try "@@@@\n%\n####\n".write(toFile: directory + "/art", atomically: true, encoding: .utf8)  // skipped: pictures
+        try Data([0, 1, 2]).write(to: URL(fileURLWithPath: directory + "/wisdom.dat"))
+    }
+
+    func testTextCorpusSplitsEntriesAndPassagesKeepTheirWords() throws {
+        let directory = try temporaryDirectory() + "/fortunes"
+        try Self.writeFixtureCorpus(directory)
+        let corpus = try TextCorpus.load(directory: directory)
+        let letters = Set((0..<26).map(Int32.init)).union([TextCorpus.space])
+        XCTAssertTrue((corpus.train + corpus.heldOut).allSatisfy(letters.contains), "letters and spaces only")
+        XCTAssertFalse(corpus.train.contains(where: { $0 == CopyTask.bos }))
+        // Every 10th entry is held out: 6 of 60.
+        func text(_ tokens: [Int32]) -> String {
+            String(tokens.map { $0 == TextCorpus.space ? " " : Character(UnicodeScalar(UInt8(97 + $0))) })
+        }
+        XCTAssertTrue(text(corpus.train).hasPrefix("the quick brown fox jumps over the lazy dog entry a a stitch"), text(corpus.train).prefix(80).description)
+        XCTAssertEqual(text(corpus.heldOut).components(separatedBy: "entry ").count - 1, 6)
+        XCTAssertTrue(text(corpus.heldOut).hasPrefix("better late than never entry j"))
+        XCTAssertTrue(corpus.trainWordStarts.allSatisfy { $0 == 0 || corpus.train[$0 - 1] == TextCorpus.space })
+
+        let natural = try TextCopyTask(corpus: corpus, lengths: 1...40, heldOut: true)
+        let shuffled = try TextCopyTask(corpus: corpus, lengths: 1...40, heldOut: true, shuffled: true)
+        var a = SplitMix64(seed: 9), b = SplitMix64(seed: 9)
+        var differed = 0
+        for _ in 0..<50 {
+            let p = natural.passage(length: 40, rng: &a), q = shuffled.passage(length: 40, rng: &b)
+            XCTAssertEqual(p.count, 40)
+            XCTAssertEqual(q.count, 40)
+            // The same words (and so the same length), in another order.
+            XCTAssertEqual(p.split(separator: TextCorpus.space).map(Array.init).sorted { $0.lexicographicallyPrecedes($1) },
+                           q.split(separator: TextCorpus.space).map(Array.init).sorted { $0.lexicographicallyPrecedes($1) })
+            XCTAssertTrue(text(corpus.heldOut).contains(text(p)), "a natural passage is a piece of the held-out text")
+            differed += p == q ? 0 : 1
+        }
+        XCTAssertGreaterThan(differed, 25)
+        // An example: `$ p | p .`, the copy and `.` answered, the first p trained on as well.
+        var rng = SplitMix64(seed: 1)
+        let example = natural.example(length: 12, rng: &rng)
+        XCTAssertEqual(example.tokens.count, natural.exampleTokens(length: 12))
+        XCTAssertEqual(Array(example.tokens[1..<13]), Array(example.tokens[14..<26]))
+        XCTAssertEqual(example.answer, 14..<27)
+        XCTAssertEqual(example.alsoTrained, 1..<13)
+        let batch = TokenBatch(batch: 2, seq: 64)
+        natural.fill(batch, seed: 3, step: 0)
+        for i in 0..<batch.tokens.count where batch.tokens[i] == CopyTask.bos {
+            XCTAssertEqual(batch.mask[i], 1, "the first letter of a passage is a language-model target")
+        }
+        XCTAssertThrowsError(try TextCorpus.load(directory: directory + "/missing")) { error in
+            XCTAssertTrue("\(error)".contains("fortunes"), "\(error)")
+        }
+        XCTAssertThrowsError(try TextCopyTask(corpus: corpus, lengths: 1...100_000))
     }
 
     func testModularAdditionSplitsTheTableAndScoresOnlyTheAnswer() throws {

@@ -16,11 +16,12 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
     case phoneBook = "phonebook"
     case hybrids = "hybrids"
     case grokking = "grokking"
+    case naturalText = "natural-vs-shuffled"
 
     /// The copy paper's experiments (`--experiment all`, `make copy`).
     public static var copying: [CopyExperiment] { [.trainEfficiency, .lengthGeneralization, .construction, .capacity, .lookup] }
     /// What lies beyond them (`--experiment beyond`, `make beyond`).
-    public static var beyond: [CopyExperiment] { [.phoneBook, .hybrids, .grokking] }
+    public static var beyond: [CopyExperiment] { [.phoneBook, .hybrids, .grokking, .naturalText] }
 
     public var title: String {
         switch self {
@@ -32,6 +33,7 @@ public enum CopyExperiment: String, CaseIterable, Codable, Sendable {
         case .phoneBook: "Phone-book lookup: accuracy against the number of entries"
         case .hybrids: "Hybrids: how many attention layers buy how much copying"
         case .grokking: "Grokking: modular addition, memorizing against generalizing"
+        case .naturalText: "Copying English text: natural against shuffled word order"
         }
     }
 }
@@ -81,6 +83,8 @@ public struct CopyScale: Codable, Equatable, Sendable {
     public var hybridSteps: Int
     /// Grokking: a + b mod p, trained on a fixed share of the table.
     public var grokking = GrokkingScale()
+    /// Natural against shuffled text: passages of the fortunes corpus.
+    public var text = TextScale()
 
     /// The learning rate of a model's family: the transformers' when at least half its
     /// blocks are attention (so `MA` and `AAMM` too), else the recurrent models' (`MMMA`).
@@ -91,6 +95,7 @@ public struct CopyScale: Codable, Equatable, Sendable {
     public static func of(_ preset: CopyPreset) -> CopyScale {
         var scale = sized(preset)
         scale.grokking = .of(preset)
+        scale.text = .of(preset)
         return scale
     }
 
@@ -154,6 +159,38 @@ public struct GrokkingScale: Codable, Equatable, Sendable {
             (g.modulus, g.trainPercent, g.dModel, g.steps, g.evalEvery, g.learningRate) = (113, 30, 128, 20000, 100, 1e-3)
         }
         return g
+    }
+}
+
+/// The sizes of the natural-vs-shuffled experiment: language models of the
+/// fortunes text that also copy its passages, tested on held-out passages.
+public struct TextScale: Codable, Equatable, Sendable {
+    /// The corpus directory (`KERNELLAB_TEXT_CORPUS` overrides Debian's).
+    public var corpus = ProcessInfo.processInfo.environment["KERNELLAB_TEXT_CORPUS"] ?? TextCorpus.defaultDirectory
+    public var dModel = 64
+    public var layers = 2
+    public var heads = 8
+    /// Passages of 1...trainLength characters; tested at testLengths.
+    public var trainLength = 24
+    public var testLengths = [8, 16, 24, 32]
+    public var steps = 1500
+    public var evalEvery = 100
+    public var batch = 16
+    public var seq = 128
+
+    public init() {}
+
+    public static func of(_ preset: CopyPreset) -> TextScale {
+        var t = TextScale()
+        switch preset {
+        case .smoke:
+            (t.dModel, t.layers, t.heads, t.trainLength, t.testLengths, t.steps, t.evalEvery, t.batch, t.seq) = (16, 1, 2, 8, [4, 8], 6, 3, 4, 32)
+        case .quick:
+            break
+        case .paper:
+            (t.dModel, t.layers, t.heads, t.trainLength, t.testLengths, t.steps, t.evalEvery, t.seq) = (256, 4, 16, 128, [32, 64, 128, 192, 256], 8000, 250, 512)
+        }
+        return t
     }
 }
 
@@ -310,6 +347,22 @@ extension CopyExperiment {
                                            stopAccuracy: 0.95, finalLengths: [g.modulus], evalStrings: 1)
                     spec.decay = .constant
                     runs.append((label, spec))
+                }
+            }
+        case .naturalText:
+            let t = s.text, V = TextCorpus.vocabulary
+            let transformer = try ModelConfig(vocabulary: V, dModel: t.dModel, pattern: String(repeating: "A", count: t.layers),
+                                              heads: t.heads, position: .hardAlibi)
+            let target = Self.parameterCount(transformer)
+            let models = [("hard_alibi", transformer),
+                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: t.layers), vocabulary: V)),
+                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: t.layers), vocabulary: V))]
+            for (label, config) in models {
+                for seed in 0..<seeds {
+                    runs.append((label, CopyRunSpec(model: label, config: config, task: .text(1...t.trainLength, corpus: t.corpus),
+                                                    steps: t.steps, batch: t.batch, seq: t.seq, learningRate: s.learningRate(config),
+                                                    warmup: s.warmup, seed: UInt64(seed), evalEvery: t.evalEvery, evalLength: t.trainLength,
+                                                    finalLengths: t.testLengths, evalStrings: s.evalStrings)))
                 }
             }
         }

@@ -83,6 +83,9 @@ extension CopyExperiment {
                 for a in run.accuracy {
                     csv += "\(rawValue),\(csvField(group.label)),\(run.spec.seed),length,\(a.length),\(a.string),\(a.character),\n"
                 }
+                for a in run.shuffledAccuracy ?? [] {
+                    csv += "\(rawValue),\(csvField(group.label)),\(run.spec.seed),shuffled_length,\(a.length),\(a.string),\(a.character),\n"
+                }
             }
         }
         let s = plan.scale
@@ -101,6 +104,8 @@ extension CopyExperiment {
             (verdicts, body, plots) = hybrids(groups, s)
         case .grokking:
             (verdicts, body, plots) = grokking(groups, s)
+        case .naturalText:
+            (verdicts, body, plots) = naturalText(groups, s)
         case .construction:
             throw KernelLabError.invalidArgument(argument: "experiment", reason: "the construction is reported by NGramConstruction")
         }

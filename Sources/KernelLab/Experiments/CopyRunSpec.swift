@@ -3,7 +3,7 @@ import Foundation
 /// The task a run trains on: copy, n-gram lookup with the key before or
 /// after the string, phone-book lookup, or modular addition (grokking).
 public struct TaskSpec: Codable, Equatable, Sendable {
-    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix, phonebook, modular }
+    public enum Kind: String, Codable, Sendable { case copy, prefix, suffix, phonebook, modular, text }
     public var kind: Kind
     public var minLength: Int
     public var maxLength: Int
@@ -13,6 +13,22 @@ public struct TaskSpec: Codable, Equatable, Sendable {
     /// Modular addition only: the modulus p and the percent of the p x p equations trained on.
     public var modulus: Int?
     public var trainPercent: Int?
+    /// Text copy only: the directory of the corpus (Debian's fortunes data files).
+    public var corpus: String?
+
+    /// Copying passages of `lengths` characters of the text in `corpus`.
+    public static func text(_ lengths: ClosedRange<Int>, corpus: String = TextCorpus.defaultDirectory) -> TaskSpec {
+        var spec = TaskSpec(kind: .text, lengths: lengths)
+        spec.corpus = corpus
+        return spec
+    }
+
+    /// The text-copy task on the training text, or on the held-out text in natural or shuffled order.
+    public func makeText(heldOut: Bool = false, shuffled: Bool = false) throws -> TextCopyTask {
+        guard kind == .text else { throw KernelLabError.invalidArgument(argument: "task", reason: "\(kind.rawValue) is not text copy") }
+        return try TextCopyTask(corpus: try TextCorpus.cached(corpus ?? TextCorpus.defaultDirectory), lengths: lengths,
+                                heldOut: heldOut, shuffled: shuffled)
+    }
 
     /// Modular addition mod `modulus`, `trainPercent`% of the table trained on (full batch).
     public static func modular(_ modulus: Int, trainPercent: Int) -> TaskSpec {
@@ -51,6 +67,7 @@ public struct TaskSpec: Codable, Equatable, Sendable {
         case .prefix: return try LookupTask(key: .prefix, lengths: lengths, ngram: ngram, answer: answer)
         case .suffix: return try LookupTask(key: .suffix, lengths: lengths, ngram: ngram, answer: answer)
         case .phonebook: return try PhoneBookTask(entries: lengths)
+        case .text: return try makeText()
         case .modular:
             throw KernelLabError.invalidArgument(argument: "task", reason: "modular addition is not a sequence task (see makeModular)")
         }
@@ -182,6 +199,8 @@ public struct CopyRunResult: Codable, Equatable, Sendable {
     public var generated: CopyAccuracy?
     /// Modular addition: final accuracy on the training split (`accuracy` holds the held-out one's, at length p).
     public var trainAccuracy: Double?
+    /// Text copy: accuracy on held-out passages with their words shuffled (`accuracy`: the same, in natural order).
+    public var shuffledAccuracy: [CopyAccuracy]?
     public var isa: String
     public var threads: Int
 }

@@ -165,7 +165,7 @@ public final class CopyRunner {
         let result = CopyRunResult(spec: spec, id: spec.id, parameters: model.parameterCount, stateFloats: Self.stateFloats(config),
                                    steps: trainer.step, examplesSeen: partial.examples, tokensTrained: trainer.step * spec.batch * spec.seq,
                                    wallSeconds: trainSeconds, finalLoss: partial.loss, curve: partial.curve, accuracy: final.accuracy,
-                                   generated: final.generated, trainAccuracy: final.train, isa: try ISA.active.rawValue, threads: threads)
+                                   generated: final.generated, trainAccuracy: final.train, shuffledAccuracy: final.shuffled, isa: try ISA.active.rawValue, threads: threads)
         try writeFileAtomically(path(spec.id, ".json"), bytes: Array(try JSONEncoder.pretty.encode(result)))
         try? FileManager.default.removeItem(atPath: checkpoint)
         try? FileManager.default.removeItem(atPath: partialPath)
@@ -214,7 +214,7 @@ public final class CopyRunner {
         /// Fills a training batch for micro-step `micro`; returns the examples in it.
         let fill: (TokenBatch, Int) -> Int
         let curve: () throws -> (string: Double, character: Double, train: Double?)
-        let final: () throws -> (accuracy: [CopyAccuracy], generated: CopyAccuracy?, train: Double?)
+        let final: () throws -> (accuracy: [CopyAccuracy], generated: CopyAccuracy?, train: Double?, shuffled: [CopyAccuracy]?)
 
         init(spec: CopyRunSpec, model: LanguageModel, threads: Int) throws {
             if spec.task.kind == .modular {
@@ -233,17 +233,21 @@ public final class CopyRunner {
                 }
                 final = {
                     let m = try measure()
-                    return ([CopyAccuracy(length: task.modulus, examples: task.heldOut.count, string: m.held, character: m.held)], nil, m.train)
+                    return ([CopyAccuracy(length: task.modulus, examples: task.heldOut.count, string: m.held, character: m.held)], nil, m.train, nil)
                 }
                 return
             }
-            let task = try spec.task.make()
+            // Text copy trains on the training text and is evaluated on the held-out text
+            // (natural order; shuffled too at the end); the other tasks on their own kind.
+            let task: any SequenceTask = spec.task.kind == .text ? try spec.task.makeText(heldOut: true) : try spec.task.make()
+            let shuffledTask = spec.task.kind == .text ? try spec.task.makeText(heldOut: true, shuffled: true) : nil
             let evalBatches = (spec.evalStrings + CopyRunSpec.evalBatch - 1) / CopyRunSpec.evalBatch
             let evalSeed = spec.seed &+ 0xE7A1
-            func evaluate(_ length: Int) throws -> CopyAccuracy {
+            func evaluate(_ task: any SequenceTask, _ length: Int) throws -> CopyAccuracy {
                 try task.evaluate(model, batch: CopyRunSpec.evalBatch, seq: task.evaluationSeq(length: length), threads: threads,
                                   length: length, batches: evalBatches, seed: evalSeed &+ UInt64(length))
             }
+            func evaluate(_ length: Int) throws -> CopyAccuracy { try evaluate(task, length) }
             fill = try CopyRunner.trainingFill(spec)
             curve = {
                 let accuracy = try evaluate(spec.evalLength)
@@ -253,7 +257,8 @@ public final class CopyRunner {
                 let accuracy = try spec.finalLengths.map(evaluate)
                 let generated = try task.evaluateGenerated(model, batch: CopyRunSpec.evalBatch, threads: threads, length: spec.evalLength,
                                                            batches: evalBatches, seed: evalSeed &+ UInt64(spec.evalLength))
-                return (accuracy, generated, nil)
+                let shuffled = try shuffledTask.map { shuffledTask in try spec.finalLengths.map { try evaluate(shuffledTask, $0) } }
+                return (accuracy, generated, nil, shuffled)
             }
         }
     }

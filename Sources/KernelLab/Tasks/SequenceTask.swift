@@ -4,10 +4,14 @@
 public struct TaskExample: Equatable, Sendable {
     public var tokens: [Int32]
     public var answer: Range<Int>
+    /// Tokens scored in training besides the answer, never in evaluation
+    /// (a language-model loss on the context); empty for the synthetic tasks.
+    public var alsoTrained: Range<Int>
 
-    public init(tokens: [Int32], answer: Range<Int>) {
+    public init(tokens: [Int32], answer: Range<Int>, alsoTrained: Range<Int> = 0..<0) {
         self.tokens = tokens
         self.answer = answer
+        self.alsoTrained = alsoTrained
     }
 }
 
@@ -50,7 +54,7 @@ extension SequenceTask {
                 let example = example(length: n, rng: &rng)
                 for (i, token) in example.tokens.enumerated() {
                     stream.append(token)
-                    counts.append(example.answer.contains(i))
+                    counts.append(example.answer.contains(i) || example.alsoTrained.contains(i))
                 }
             }
             for t in 0..<T {
