@@ -22,7 +22,7 @@ THREADS     ?= $(shell nproc)
 DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
-.PHONY: copy copy-paper beyond text-deps
+.PHONY: copy copy-paper beyond text-deps mambapy-venv
 .PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline fuzz clean
 
@@ -264,7 +264,17 @@ DECODE_BENCH_ARGS ?=
 
 train-bench: release
 	@$(BIN_RELEASE) train-bench --profile --out $(REPORTS)/train-bench \
-	  $(if $(wildcard $(COMPARE_VENV)/.kernellab-installed),--torch $(COMPARE_VENV)/bin/python) $(TRAIN_BENCH_ARGS)
+	  $(if $(wildcard $(COMPARE_VENV)/.kernellab-installed),--torch $(COMPARE_VENV)/bin/python) \
+	  $(if $(wildcard $(COMPARE_VENV)/.mambapy-installed),--mambapy) $(TRAIN_BENCH_ARGS)
+
+# mambapy (PyPI: a pure-PyTorch Mamba with a parallel scan) in the torch
+# environment, the issue's reference for the lab's Mamba in train-bench
+# (without its dependencies: it needs only the torch already there).
+MAMBAPY_PIP ?= mambapy==1.2.0
+mambapy-venv: compare-venv
+	@[ "$$(cat $(COMPARE_VENV)/.mambapy-installed 2>/dev/null)" = "$(MAMBAPY_PIP)" ] || { \
+	  $(COMPARE_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps $(MAMBAPY_PIP) && \
+	  $(COMPARE_VENV)/bin/python -c "import mambapy.mamba" && echo "$(MAMBAPY_PIP)" > $(COMPARE_VENV)/.mambapy-installed; }
 
 decode-bench: release
 	@$(BIN_RELEASE) decode-bench --threads 1 --out $(REPORTS)/decode-bench $(DECODE_BENCH_ARGS)

@@ -11,6 +11,11 @@ backward (the reverse recurrence by the same scan), so autograd keeps only
 its inputs and states, in the manner of mambapy; it is not mambapy itself.
 A step is forward, cross-entropy over every position, backward,
 clip_grad_norm_(1.0) and AdamW, on one random batch. Prints one JSON object.
+
+With --impl mambapy (an all-Mamba pattern only) the blocks are mambapy's own
+(PyPI `mambapy`: a pure-PyTorch Mamba-1 with a parallel scan, `pscan=True`),
+between the same embedding, final RMSNorm and tied head: the issue's
+reference point for the lab's Mamba.
 """
 
 from __future__ import annotations
@@ -151,16 +156,44 @@ class Model(nn.Module):
         return self.final(x) @ self.emb.weight.t()
 
 
+class MambapyModel(nn.Module):
+    """mambapy's Mamba stack (its residual blocks with RMSNorm) between the lab's embedding and head."""
+
+    def __init__(self, a):
+        super().__init__()
+        from mambapy.mamba import Mamba as MambapyMamba, MambaConfig
+        self.emb = nn.Embedding(a.vocab, a.d_model)
+        config = MambaConfig(d_model=a.d_model, n_layers=len(a.pattern), d_state=a.d_state, expand_factor=a.expand,
+                             d_conv=a.conv, dt_rank=a.dt_rank or math.ceil(a.d_model / 16), pscan=True)
+        self.mamba = MambapyMamba(config)
+        self.final = nn.RMSNorm(a.d_model, eps=1e-5)
+
+    def forward(self, ids):
+        return self.final(self.mamba(self.emb(ids))) @ self.emb.weight.t()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--pattern", required=True)
+    p.add_argument("--impl", choices=["torch", "mambapy"], default="torch")
     for name, default in [("vocab", 32), ("d-model", 256), ("heads", 8), ("d-state", 16), ("expand", 2), ("conv", 4), ("dt-rank", 0),
                           ("batch", 16), ("seq", 256), ("threads", 1), ("warmup", 2), ("repeats", 5)]:
         p.add_argument("--" + name, type=int, default=default)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Model(a)
+    extra = {}
+    if a.impl == "mambapy":
+        if set(a.pattern) != {"M"}:
+            raise SystemExit("--impl mambapy needs an all-Mamba pattern, got " + a.pattern)
+        try:
+            import importlib.metadata
+            extra["mambapy"] = importlib.metadata.version("mambapy")
+        except Exception:
+            raise SystemExit("mambapy is not installed in this Python (make mambapy-venv)")
+        model = MambapyModel(a)
+    else:
+        model = Model(a)
     decayed = [q for q in model.parameters() if q.dim() >= 2]
     rest = [q for q in model.parameters() if q.dim() < 2]
     opt = torch.optim.AdamW([{"params": decayed, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}], lr=1e-4)
@@ -183,6 +216,7 @@ def main():
         times.append(time.perf_counter() - t)
     median = statistics.median(times)
     print(json.dumps({
+        "impl": a.impl, **extra,
         "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": a.threads,
         "pattern": a.pattern, "parameters": sum(q.numel() for q in model.parameters()),
         "step_median_s": median, "step_seconds": times, "tokens_per_s": a.batch * a.seq / median,

@@ -36,6 +36,7 @@ struct TrainBenchCommand: ParsableCommand {
     @Flag(help: "Time every op of a step and place it on the roofline.") var profile = false
     @Option(name: .customLong("profile-steps"), help: "Steps the profile averages.") var profileSteps = 2
     @Option(help: "A Python with torch: the same models in PyTorch eager, side by side.") var torch: String?
+    @Flag(help: "With --torch: also time all-Mamba models with mambapy's blocks (its Python must have mambapy).") var mambapy = false
     @Option(help: "Output directory.") var out = "reports/train-bench"
 
     func validate() throws {
@@ -74,6 +75,10 @@ struct TrainBenchCommand: ParsableCommand {
                 for row in measured {
                     terminalProgress()?("torch \(model.name) \(row.threads) thread(s)")
                     peers.append(try TorchPeer.run(python: torch, model: model, row: row, warmup: warmup, repeats: repeats))
+                    if mambapy && model.config.pattern.allSatisfy({ $0 == "M" }) {
+                        terminalProgress()?("mambapy \(model.name) \(row.threads) thread(s)")
+                        peers.append(try TorchPeer.run(python: torch, model: model, row: row, warmup: warmup, repeats: repeats, impl: "mambapy"))
+                    }
                 }
             }
         }

@@ -157,7 +157,12 @@ final class HostileInputTests: TemporaryDirectoryTestCase {
         guard let used = memory(run.stdout) else { return XCTFail("no memory line: \(run.stdout)") }
         XCTAssertEqual(used.workspace, stated)
         let arrays = 5 * L * d * 4 + L * 4  // q, k, v, out (and a copy in flight), lse
-        XCTAssertLessThan(used.peak, floor + arrays + stated + (32 << 20), "peak resident \(used.peak) bytes, floor \(floor)")
+        // Under AddressSanitizer the resident set also holds its shadow and its
+        // quarantine of freed blocks (up to 256 MiB): the bound is checked without it.
+        let sanitized = ProcessInfo.processInfo.environment["ASAN_OPTIONS"] != nil
+        if !sanitized {
+            XCTAssertLessThan(used.peak, floor + arrays + stated + (32 << 20), "peak resident \(used.peak) bytes, floor \(floor)")
+        }
         XCTAssertLessThan(stated + arrays, L * L * 4 / 100, "the scores alone would take \(L * L * 4) bytes")
 
         // The scan at L = 65536: D = 64 channels, N = 16 states.
@@ -177,7 +182,9 @@ final class HostileInputTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(scanUsed.workspace, try Scan.workspaceBytes(shape: scanShape, threads: 2))
         let scanArrays = 4 * D * L * 4 + 2 * N * L * 4  // u, delta, y (and a copy in flight), B, C
         let states = D * L * N * 4
-        XCTAssertLessThan(scanUsed.peak, floor + scanArrays + scanUsed.workspace + (32 << 20), "peak \(scanUsed.peak), floor \(floor)")
+        if !sanitized {
+            XCTAssertLessThan(scanUsed.peak, floor + scanArrays + scanUsed.workspace + (32 << 20), "peak \(scanUsed.peak), floor \(floor)")
+        }
         XCTAssertGreaterThan(states, scanArrays + (64 << 20), "the materialized states (\(states) bytes) would not fit the bound")
     }
 

@@ -7,6 +7,8 @@ import Foundation
 public enum TorchPeer {
     public struct Result: Sendable {
         public var model: String
+        /// `torch` (the lab's model in PyTorch eager) or `mambapy` (mambapy's Mamba blocks).
+        public var impl: String
         public var threads: Int
         public var torchVersion: String
         public var parameters: Int
@@ -19,7 +21,7 @@ public enum TorchPeer {
     ///
     /// - Throws: `KernelLabError.io` when the script is missing, fails, or prints no result.
     public static func run(python: String, model: ModelDecodeBenchmark.Model, row: TrainBenchmark.Row, warmup: Int, repeats: Int,
-                           script: String = "Sources/compare/train_bench.py") throws -> Result {
+                           impl: String = "torch", script: String = "Sources/compare/train_bench.py") throws -> Result {
         guard FileManager.default.fileExists(atPath: script) else {
             throw KernelLabError.io(path: script, reason: "the torch peer script is missing (run from the repository's root)")
         }
@@ -27,7 +29,7 @@ public enum TorchPeer {
         let arguments = [script, "--pattern", c.pattern, "--vocab", "\(c.vocabulary)", "--d-model", "\(c.dModel)", "--heads", "\(c.heads)",
                          "--d-state", "\(c.dState)", "--expand", "\(c.expand)", "--conv", "\(c.convKernel)", "--dt-rank", "\(c.dtRank)",
                          "--batch", "\(row.batch)", "--seq", "\(row.seq)", "--threads", "\(row.threads)", "--warmup", "\(warmup)",
-                         "--repeats", "\(repeats)"]
+                         "--repeats", "\(repeats)", "--impl", impl]
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = arguments
@@ -50,20 +52,22 @@ public enum TorchPeer {
             throw KernelLabError.io(path: script, reason: "the torch peer failed (status \(process.terminationStatus)): "
                                         + errors.split(separator: "\n").suffix(3).joined(separator: " / "))
         }
-        return Result(model: model.name, threads: row.threads, torchVersion: object["torch"] as? String ?? "?",
+        let version = (object["torch"] as? String ?? "?") + ((object["mambapy"] as? String).map { ", mambapy \($0)" } ?? "")
+        return Result(model: model.name, impl: impl, threads: row.threads, torchVersion: version,
                       parameters: object["parameters"] as? Int ?? 0, stepMedian: median, tokensPerSecond: tokens)
     }
 
     /// The side-by-side table: lab and torch tokens/s per (model, threads) and their ratio.
     public static func markdown(_ peers: [Result], rows: [TrainBenchmark.Row]) -> String {
         var out = "Beside PyTorch \(peers.first?.torchVersion ?? "") eager (Sources/compare/train_bench.py, the same model and step, "
-            + "measured right after the lab's):\n\n"
-        out += "| model | threads | lab tokens/s | torch tokens/s | lab / torch | lab parameters | torch parameters |\n"
-        out += "|---|---:|---:|---:|---:|---:|---:|\n"
+            + "measured right after the lab's; peer `torch` is the lab's model written in PyTorch, `mambapy` is mambapy's Mamba blocks "
+            + "with its parallel scan):\n\n"
+        out += "| model | threads | peer | lab tokens/s | peer tokens/s | lab / peer | lab parameters | peer parameters |\n"
+        out += "|---|---:|---|---:|---:|---:|---:|---:|\n"
         for p in peers {
             guard let r = rows.first(where: { $0.model == p.model && $0.threads == p.threads }) else { continue }
-            out += "| \(p.model) | \(p.threads) | " + String(format: "%.0f | %.0f | %.2fx", r.tokensPerSecond, p.tokensPerSecond,
-                                                            r.tokensPerSecond / p.tokensPerSecond)
+            out += "| \(p.model) | \(p.threads) | \(p.impl) | " + String(format: "%.0f | %.0f | %.2fx", r.tokensPerSecond, p.tokensPerSecond,
+                                                                         r.tokensPerSecond / p.tokensPerSecond)
                 + " | \(r.parameters) | \(p.parameters) |\n"
         }
         return out
