@@ -11,6 +11,7 @@
 #   make compare         optional: the lab beside PyTorch on the same shapes (reports/compare.md, COMPARE_THREADS=1)
 #   make compare-venv    make the torch virtual environment it uses (.venv-compare/, once)
 #   make train-bench     training tokens/s and memory of a transformer and a Mamba model, each op profiled (reports/train-bench/)
+#   make mambapy-venv    optional: mambapy in the torch environment, timed beside the lab's Mamba by train-bench
 #   make decode-bench    per-token decoding time and state memory against context length (reports/decode-bench/)
 #   make copy            every copying experiment's quick preset (reports/copying/, under 45 minutes on 2 cores)
 #   make beyond          phone-book lookup, hybrids, grokking, natural vs shuffled text: quick presets (reports/beyond/)
