@@ -167,8 +167,9 @@ final class HostileInputTests: TemporaryDirectoryTestCase {
             XCTAssertLessThan(used.peak, floor + arrays + stated + (32 << 20), "peak resident \(used.peak) bytes, floor \(floor)")
             XCTAssertLessThan(stated + arrays, L * L * 4 / 100, "the scores alone would take \(L * L * 4) bytes")
         }
-        // The scan at L = 65536: D = 64 channels, N = 16 states.
-        let D = 64, N = 16
+        // The scan at L = 65536: D = 64 channels, N = 16 states (16 channels under
+        // ASan, where the memory bound is not checked and the debug scalar path is slow).
+        let D = sanitized ? 16 : 64, N = 16
         for (name, seed) in [("u", 4), ("delta", 5)] {
             try Tensor.random(shape: [1, D, L], seed: UInt64(seed), range: 0.01...0.1).save(npyFile: path("\(name).npy"))
         }
@@ -187,7 +188,9 @@ final class HostileInputTests: TemporaryDirectoryTestCase {
         if !sanitized {
             XCTAssertLessThan(scanUsed.peak, floor + scanArrays + scanUsed.workspace + (32 << 20), "peak \(scanUsed.peak), floor \(floor)")
         }
-        XCTAssertGreaterThan(states, scanArrays + (64 << 20), "the materialized states (\(states) bytes) would not fit the bound")
+        if !sanitized {
+            XCTAssertGreaterThan(states, scanArrays + (64 << 20), "the materialized states (\(states) bytes) would not fit the bound")
+        }
     }
 
     func testThreadCountsAboveTheCPUCount() throws {
