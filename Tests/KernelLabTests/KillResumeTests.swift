@@ -1,5 +1,5 @@
 import Foundation
-import KernelLab
+@testable import KernelLab
 import XCTest
 
 /// Interrupted work (issue "Reliability", item 4): a training run killed
@@ -111,8 +111,6 @@ final class KillResumeTests: TemporaryDirectoryTestCase {
     }
 
     private func decodeRun(_ path: String) throws -> CopyRunResult {
-        let decoder = JSONDecoder()
-        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        return try decoder.decode(CopyRunResult.self, from: try Data(contentsOf: URL(fileURLWithPath: path)))
+        try JSONDecoder.lab.decode(CopyRunResult.self, from: try Data(contentsOf: URL(fileURLWithPath: path)))
     }
 }

@@ -221,6 +221,15 @@ extension CopyExperiment {
 
     static func parameterCount(_ config: ModelConfig) -> Int { ParameterTableBuilder.build(config).0.parameterCount }
 
+    /// `transformer` and a Mamba and an LSTM of `layers` blocks matched to its parameter
+    /// count, with its vocabulary and tying: the three families an experiment compares.
+    static func withRecurrentTwins(_ transformer: (String, ModelConfig), layers: Int) throws -> [(String, ModelConfig)] {
+        let (target, c) = (parameterCount(transformer.1), transformer.1)
+        return [transformer,
+                ("mamba", try matched(target, pattern: String(repeating: "M", count: layers), vocabulary: c.vocabulary, tied: c.tiedEmbeddings)),
+                ("lstm", try matched(target, pattern: String(repeating: "L", count: layers), vocabulary: c.vocabulary, tied: c.tiedEmbeddings))]
+    }
+
     /// The width (a multiple of 8) whose model of `pattern` has the parameter count nearest `target`.
     static func matched(_ target: Int, pattern: String, vocabulary: Int = CopyTask.vocabulary, heads: Int = 8,
                         position: ModelConfig.Position = .hardAlibi, dState: Int = 16, tied: Bool = true) throws -> ModelConfig {
@@ -297,9 +306,7 @@ extension CopyExperiment {
             let transformer = try ModelConfig(vocabulary: V, dModel: s.dModel, pattern: String(repeating: "A", count: s.layers),
                                               heads: s.heads, position: .hardAlibi)
             let target = Self.parameterCount(transformer)
-            let models = [("hard_alibi", transformer),
-                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: s.layers), vocabulary: V)),
-                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: s.layers), vocabulary: V)),
+            let models = try Self.withRecurrentTwins(("hard_alibi", transformer), layers: s.layers) + [
                           ("hybrid " + "M" + String(repeating: "A", count: max(s.layers - 1, 1)),
                            try Self.matched(target, pattern: "M" + String(repeating: "A", count: max(s.layers - 1, 1)), vocabulary: V, heads: s.heads))]
             let lengths = Array(Set(s.phoneBookTestEntries + [s.phoneBookEntries])).sorted()
@@ -334,11 +341,7 @@ extension CopyExperiment {
             let V = g.modulus + 2
             let transformer = try ModelConfig(vocabulary: V, dModel: g.dModel, pattern: String(repeating: "A", count: g.layers),
                                               heads: g.heads, position: .rope, tiedEmbeddings: false)
-            let target = Self.parameterCount(transformer)
-            let models = [("transformer", transformer),
-                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: g.layers), vocabulary: V, tied: false)),
-                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: g.layers), vocabulary: V, tied: false))]
-            for (label, config) in models {
+            for (label, config) in try Self.withRecurrentTwins(("transformer", transformer), layers: g.layers) {
                 for seed in 0..<seeds {
                     let split = try task.makeModular(seed: UInt64(seed))
                     var spec = CopyRunSpec(model: label, config: config, task: task, steps: g.steps, batch: split.training.count,
@@ -353,11 +356,7 @@ extension CopyExperiment {
             let t = s.text, V = TextCorpus.vocabulary
             let transformer = try ModelConfig(vocabulary: V, dModel: t.dModel, pattern: String(repeating: "A", count: t.layers),
                                               heads: t.heads, position: .hardAlibi)
-            let target = Self.parameterCount(transformer)
-            let models = [("hard_alibi", transformer),
-                          ("mamba", try Self.matched(target, pattern: String(repeating: "M", count: t.layers), vocabulary: V)),
-                          ("lstm", try Self.matched(target, pattern: String(repeating: "L", count: t.layers), vocabulary: V))]
-            for (label, config) in models {
+            for (label, config) in try Self.withRecurrentTwins(("hard_alibi", transformer), layers: t.layers) {
                 for seed in 0..<seeds {
                     runs.append((label, CopyRunSpec(model: label, config: config, task: .text(1...t.trainLength, corpus: t.corpus),
                                                     steps: t.steps, batch: t.batch, seq: t.seq, learningRate: s.learningRate(config),
