@@ -126,8 +126,26 @@ typedef struct {
     int kv_block;   // keys per tile, 1...4096 (rounded up to a multiple of 16)
 } kl_attn_tiles;
 
+/// Strides, in floats, of one (B, H, L, d) tensor's batch, head and row axes;
+/// its last axis (d) is always contiguous. All three zero: the packed layout
+/// (H L d, L d, d). Examples: (L H d, d, H d) is (B, L, H, d), the layout of a
+/// projection's output; q, k and v read in place from a fused (B, L, 3, H, d)
+/// projection are (3 L H d, d, 3 H d) at offsets 0, H d and 2 H d; a KV cache
+/// of capacity C read at its current length is (H C d, C d, d).
+typedef struct {
+    long batch, head, row;
+} kl_attn_strides;
+
+/// The layouts of one call's tensors. A gradient has the layout of its
+/// tensor: dq of q, dk of k, dv of v, dout of o. lse is always (B, H, Lq).
+/// Within a tensor no two elements may share memory.
+typedef struct {
+    kl_attn_strides q, k, v, o;
+} kl_attn_layout;
+
 /// Shape and options of one attention call.
-/// q: (B, H, Lq, d), k and v: (B, H, Lk, d), o: (B, H, Lq, d), lse: (B, H, Lq).
+/// q: (B, H, Lq, d), k and v: (B, H, Lk, d), o: (B, H, Lq, d), lse: (B, H, Lq)
+/// (each laid out as `layout` says; packed by default).
 /// Query i is aligned to the end of the keys: its position is i' = i + Lk - Lq.
 /// Key j is visible to query i iff
 ///   (!causal || j <= i') && (window[h] <= 0 || 0 <= i' - j < window[h]).
@@ -142,6 +160,12 @@ typedef struct {
     /// This call's tiles, or NULL for the defaults. Per call, not per process:
     /// the workspace sizes of the fused kernels follow them.
     const kl_attn_tiles *tiles;
+    /// Strides of q, k, v, o and their gradients, or NULL for the packed layout.
+    const kl_attn_layout *layout;
+    /// Backward only: 1 adds the gradients into dq, dk and dv (tied weights,
+    /// gradient accumulation, a gradient buffer shared by several uses);
+    /// 0 overwrites them.
+    int accumulate;
 } kl_attn_params;
 
 kl_status kl_attn_check(const kl_attn_params *p);
@@ -158,7 +182,8 @@ kl_status kl_attn_fwd(const kl_attn_params *p, kl_impl impl,
                       void *workspace, size_t workspace_bytes, kl_pool *pool);
 
 /// Backward: given o, lse from the forward and dout (B, H, Lq, d), writes
-/// dq (B, H, Lq, d), dk and dv (B, H, Lk, d).
+/// (or, with p->accumulate, adds into) dq (B, H, Lq, d), dk and dv (B, H, Lk, d).
+/// dq, dk and dv may be disjoint views of one buffer (a fused dqkv).
 kl_status kl_attn_bwd(const kl_attn_params *p, kl_impl impl,
                       const float *q, const float *k, const float *v,
                       const float *o, const float *lse, const float *dout,
@@ -177,6 +202,8 @@ kl_status kl_attn_cost(const kl_attn_params *p, kl_impl impl, kl_pass pass, kl_c
 /// the cache including theirs, the same masks, scale, ALiBi and windows.
 ///   q, o: (B, H, q_len, d);  lse: (B, H, q_len) or NULL;
 ///   k_cache, v_cache: (B, H, capacity, d), rows [0, kv_len) read, capacity >= kv_len.
+/// With p->layout, q, o, k_cache and v_cache take its strides instead (those of
+/// k and v then say where the cache's rows are; capacity bounds kv_len only).
 /// Results equal kl_attn_fwd's on the first kv_len rows up to rounding; they
 /// depend on the thread count (a head's keys are split over threads when the
 /// heads do not fill them).
@@ -389,6 +416,12 @@ kl_status kl_permute_cost(long n, kl_cost *out);
 kl_status kl_rope_table(int T, int rot, float base, long pos0, float *table);
 /// x: (rows, T, d), rotated in place; inverse = 1 rotates back (the backward).
 kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inverse, float *x, kl_pool *pool);
+/// The same on a strided x: (B, T, V, d) with strides (sb, st, sv) in floats
+/// (d contiguous): V vectors per position, each rotated by its position t.
+/// For q and k read in place from a (B, T, 3, H, d) projection: V = 2 H,
+/// strides (3 T H d, 3 H d, d). kl_rope(rows, T, d, ...) is B = rows, V = 1.
+kl_status kl_rope_strided(long B, int T, int V, long sb, long st, long sv, int d, int rot, const float *table,
+                          int inverse, float *x, kl_pool *pool);
 /// Cost of kl_rope either way: 3 FLOPs and 8 bytes per rotated float, plus the table.
 kl_status kl_rope_cost(long rows, int T, int rot, kl_cost *out);
 

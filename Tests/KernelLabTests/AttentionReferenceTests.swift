@@ -106,7 +106,7 @@ private func withParams<R>(_ c: AttnCase, _ body: (UnsafePointer<kl_attn_params>
                 var p = kl_attn_params(
                     batch: Int32(c.b), heads: Int32(c.h), q_len: Int32(c.lq), kv_len: Int32(c.lk),
                     head_dim: Int32(c.d), causal: c.causal ? 1 : 0, scale: c.scale,
-                    alibi_slopes: slopes, windows: windows, tiles: tiles)
+                    alibi_slopes: slopes, windows: windows, tiles: tiles, layout: nil, accumulate: 0)
                 return try withUnsafePointer(to: &p) { try body($0) }
             }
         }

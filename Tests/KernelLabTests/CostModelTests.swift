@@ -25,7 +25,7 @@ final class CostModelTests: XCTestCase {
     private func attentionTiles(_ shape: AttentionShape) -> (q: Double, kv: Double) {
         var p = kl_attn_params(batch: Int32(shape.batch), heads: Int32(shape.heads), q_len: Int32(shape.queryLength),
                                kv_len: Int32(shape.keyLength), head_dim: Int32(shape.headDim), causal: 0, scale: 0,
-                               alibi_slopes: nil, windows: nil, tiles: nil)
+                               alibi_slopes: nil, windows: nil, tiles: nil, layout: nil, accumulate: 0)
         var t = kl_attn_tiles()
         kl_attn_default_tiles(&p, &t)
         return (Double(t.q_block), Double(t.kv_block))

@@ -35,13 +35,18 @@ final class TrainBenchmarkTests: XCTestCase {
         let attention = try XCTUnwrap(transformer.ops.first { $0.scope == "attention fwd" && $0.name == "attention" })
         XCTAssertEqual(attention.callsPerStep, 2)
         var p = kl_attn_params(batch: 2, heads: 2, q_len: 9, kv_len: 9, head_dim: 8, causal: 1, scale: 0, alibi_slopes: nil,
-                               windows: nil, tiles: nil)
+                               windows: nil, tiles: nil, layout: nil, accumulate: 0)
         var cost = kl_cost()
         XCTAssertEqual(kl_attn_cost(&p, KL_IMPL_FUSED, KL_PASS_FORWARD, &cost), KL_OK)
         XCTAssertEqual(try XCTUnwrap(attention.flops), 2 * cost.flops, accuracy: 1e-6 * cost.flops)
         let mamba = rows[2]
         XCTAssertTrue(mamba.ops.contains { $0.scope == "mamba bwd" && $0.name == "selective scan" && ($0.flops ?? 0) > 0 })
-        XCTAssertTrue(mamba.ops.contains { $0.name == "to channel-major" && $0.flops == 0 && ($0.bytes ?? 0) > 0 })
+        XCTAssertTrue(mamba.ops.contains { $0.name == "residual copy" && $0.flops == 0 && ($0.bytes ?? 0) > 0 }, "a pure move: bytes, no FLOPs")
+        // The kernels read the projections' outputs in place: no layout moves are left in a step.
+        for r in rows {
+            XCTAssertFalse(r.ops.contains { ["heads split", "heads merge", "to channel-major"].contains($0.name) },
+                           "\(r.model): \(r.ops.map(\.name))")
+        }
 
         let roofs = [1: TrainBenchmark.Roofs(peakGflops: 100, l3GBs: 50, dramGBs: 10)]
         let markdown = TrainBenchmark.markdown(rows, header: "# t", roofs: roofs)

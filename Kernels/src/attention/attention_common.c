@@ -24,10 +24,87 @@ kl_status kl_attn_check(const kl_attn_params *p) {
     // Index arithmetic is done in long; a single head must fit int-sized rows.
     if ((long)p->q_len * p->head_dim > (1L << 31) || (long)p->kv_len * p->head_dim > (1L << 31))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "sequence x head_dim exceeds 2^31 elements");
+    return kl_attn_check_layout(p);
+}
+
+static int strides_zero(const kl_attn_strides *s) { return s->batch == 0 && s->head == 0 && s->row == 0; }
+
+// A layout's strides for one tensor; all zero takes the packed (H L d, L d, d).
+static kl_attn_strides strides_or_packed(const kl_attn_strides *s, int H, long L, int d) {
+    if (s && !strides_zero(s)) return *s;
+    return (kl_attn_strides){(long)H * L * d, L * d, d};
+}
+
+// No two elements of one view share memory: with the axes sorted by stride,
+// each stride is at least the span of the axes inside it (a sufficient test).
+static kl_status check_strides(const char *name, const kl_attn_strides *s, int B, int H, long L, int d) {
+    if (strides_zero(s)) return KL_OK;
+    if (s->batch < 0 || s->head < 0 || s->row < 0)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "layout.%s: strides must be >= 0 (got batch %ld, head %ld, row %ld)", name,
+                       s->batch, s->head, s->row);
+    long st[3] = {s->batch, s->head, s->row}, n[3] = {B, H, L};
+    int order[3] = {0, 1, 2};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (st[order[j]] < st[order[i]]) { int t = order[i]; order[i] = order[j]; order[j] = t; }
+    long span = d;  // the contiguous last axis
+    for (int i = 0; i < 3; i++) {
+        int a = order[i];
+        if (n[a] == 1) continue;
+        if (st[a] < span)
+            return kl_fail(KL_ERR_INVALID_ARGUMENT,
+                           "layout.%s: overlapping strides (batch %ld, head %ld, row %ld for B=%d H=%d L=%ld d=%d): "
+                           "each stride must be at least the span of the axes inside it",
+                           name, s->batch, s->head, s->row, B, H, L, d);
+        if (st[a] > (1L << 40) / (n[a] > 0 ? n[a] : 1))
+            return kl_fail(KL_ERR_INVALID_ARGUMENT, "layout.%s: strides exceed 2^40 elements", name);
+        span = st[a] * (n[a] - 1) + span;
+    }
     return KL_OK;
 }
 
-void kl_attn_geom_init(const kl_attn_params *p, kl_attn_geom *g) {
+kl_status kl_attn_check_layout(const kl_attn_params *p) {
+    if (p->accumulate != 0 && p->accumulate != 1)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "accumulate must be 0 or 1 (got %d)", p->accumulate);
+    if (!p->layout) return KL_OK;
+    const kl_attn_layout *l = p->layout;
+    kl_status st;
+    if ((st = check_strides("q", &l->q, p->batch, p->heads, p->q_len, p->head_dim)) != KL_OK) return st;
+    if ((st = check_strides("k", &l->k, p->batch, p->heads, p->kv_len, p->head_dim)) != KL_OK) return st;
+    if ((st = check_strides("v", &l->v, p->batch, p->heads, p->kv_len, p->head_dim)) != KL_OK) return st;
+    return check_strides("o", &l->o, p->batch, p->heads, p->q_len, p->head_dim);
+}
+
+// [lo, hi) in floats from a, of a view.
+static void view_extent(const kl_attn_strides *s, long L, int B, int H, int d, long *lo, long *hi) {
+    *lo = 0;
+    *hi = (long)(B - 1) * s->batch + (long)(H - 1) * s->head + (L - 1) * s->row + d;
+}
+
+int kl_attn_views_overlap(const float *a, const kl_attn_strides *sa, long La, const float *b,
+                          const kl_attn_strides *sb, long Lb, int B, int H, int d) {
+    long alo, ahi, blo, bhi, delta = (long)(b - a);
+    view_extent(sa, La, B, H, d, &alo, &ahi);
+    view_extent(sb, Lb, B, H, d, &blo, &bhi);
+    blo += delta; bhi += delta;
+    if (bhi <= alo || ahi <= blo) return 0;
+    long R = sa->row;
+    long wa = (long)(H - 1) * sa->head + d, wb = (long)(H - 1) * sb->head + d;
+    int grid = R > 0 && sb->row == R && sa->batch % R == 0 && sb->batch % R == 0 && wa <= R && wb <= R &&
+               (B == 1 || (sa->batch > 0 && sb->batch > 0));
+    if (!grid) return 1;
+    long c = ((delta % R) + R) % R;  // b's first column within a's rows
+    return !(c >= wa && c + wb <= R);
+}
+
+int kl_attn_view_overlaps_array(const float *a, const kl_attn_strides *sa, long La, int B, int H, int d,
+                                const void *b, size_t bbytes) {
+    long lo, hi;
+    view_extent(sa, La, B, H, d, &lo, &hi);
+    return kl_overlap(a, (size_t)(hi - lo) * sizeof(float), b, bbytes);
+}
+
+void kl_attn_geom_init_rows(const kl_attn_params *p, long kv_rows, kl_attn_geom *g) {
     g->B = p->batch;
     g->H = p->heads;
     g->Lq = p->q_len;
@@ -38,6 +115,12 @@ void kl_attn_geom_init(const kl_attn_params *p, kl_attn_geom *g) {
     g->scale = p->scale > 0.0f ? p->scale : 1.0f / sqrtf((float)p->head_dim);
     g->slopes = p->alibi_slopes;
     g->windows = p->windows;
+    const kl_attn_layout *l = p->layout;
+    g->sq = strides_or_packed(l ? &l->q : NULL, p->heads, p->q_len, p->head_dim);
+    g->sk = strides_or_packed(l ? &l->k : NULL, p->heads, kv_rows, p->head_dim);
+    g->sv = strides_or_packed(l ? &l->v : NULL, p->heads, kv_rows, p->head_dim);
+    g->so = strides_or_packed(l ? &l->o : NULL, p->heads, p->q_len, p->head_dim);
+    g->accumulate = p->accumulate;
 }
 
 // The active ISA's blocking (kl_ops.attn_q_block, attn_kv_block): the

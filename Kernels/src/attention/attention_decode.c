@@ -67,10 +67,11 @@ static void decode_worker(void *vctx, int tid, int nthreads) {
     while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
         int bh = item / S, split = item % S, h = bh % g->H;
         float slope = kl_attn_slope(g, h), slope2 = slope * KL_LOG2E, c2 = g->scale * KL_LOG2E;
-        const float *K = x->k + (long)bh * x->cap * d, *V = x->v + (long)bh * x->cap * d;
+        const long ldk = g->sk.row, ldv = g->sv.row, ldq = g->sq.row, ldo = S == 1 ? g->so.row : d;
+        const float *K = x->k + kl_attn_head(&g->sk, bh, g->H), *V = x->v + kl_attn_head(&g->sv, bh, g->H);
         for (int r0 = 0; r0 < g->Lq; r0 += KL_MR) {
             int mr = kl_min(KL_MR, g->Lq - r0);
-            const float *Q = x->q + ((long)bh * g->Lq + r0) * d;
+            const float *Q = x->q + kl_attn_head(&g->sq, bh, g->H) + r0 * ldq;
             // This split's share of the strip's keys.
             int ulo, uhi;
             union_range(g, h, r0, mr, &ulo, &uhi);
@@ -78,8 +79,8 @@ static void decode_worker(void *vctx, int tid, int nthreads) {
             kl_split(uhi - ulo, split, S, &slo, &shi);
             int jlo = ulo + (int)slo, jhi = ulo + (int)shi;
             float m[KL_MR], l[KL_MR], alpha[KL_MR];
-            float *O = S == 1 ? x->o + ((long)bh * g->Lq + r0) * d : x->po + ((long)item * g->Lq + r0) * d;
-            memset(O, 0, (size_t)mr * d * sizeof(float));
+            float *O = S == 1 ? x->o + kl_attn_head(&g->so, bh, g->H) + r0 * ldo : x->po + ((long)item * g->Lq + r0) * d;
+            for (int r = 0; r < mr; r++) memset(O + r * ldo, 0, (size_t)d * sizeof(float));
             for (int r = 0; r < mr; r++) { m[r] = -INFINITY; l[r] = 0.0f; }
             for (int j0 = jlo; j0 < jhi; j0 += bc) {
                 int nc = kl_min(bc, jhi - j0);
@@ -91,7 +92,7 @@ static void decode_worker(void *vctx, int tid, int nthreads) {
                 if (kmax <= kmin) continue;
                 // s (mr, kmin:kmax) = Q K^T, K read in place (the block stays in L1 or L2 across the rows).
                 for (int r = 0; r < mr; r++)
-                    ops->dots(Q + (long)r * d, K + (long)(j0 + kmin) * d, d, kmax - kmin, d, sbuf + (long)r * bc + kmin);
+                    ops->dots(Q + r * ldq, K + (j0 + kmin) * ldk, ldk, kmax - kmin, d, sbuf + (long)r * bc + kmin);
                 for (int r = 0; r < mr; r++) {
                     float *s = sbuf + (long)r * bc;
                     if (hi[r] <= lo[r]) {
@@ -121,7 +122,7 @@ static void decode_worker(void *vctx, int tid, int nthreads) {
                 // row by row (the gemm microkernel computes all KL_MR rows whatever mr is).
                 for (int r = 0; r < mr; r++)
                     if (hi[r] > lo[r])
-                        ops->pv(sbuf + (long)r * bc + kmin, V + (long)(j0 + kmin) * d, d, kmax - kmin, d, alpha[r], O + (long)r * d);
+                        ops->pv(sbuf + (long)r * bc + kmin, V + (j0 + kmin) * ldv, ldv, kmax - kmin, d, alpha[r], O + r * ldo);
             }
             if (S > 1) {
                 float *pm = x->pm + (long)item * g->Lq + r0, *pl = x->pl + (long)item * g->Lq + r0;
@@ -131,7 +132,7 @@ static void decode_worker(void *vctx, int tid, int nthreads) {
             for (int r = 0; r < mr; r++) {
                 float *lse = x->lse ? x->lse + (long)bh * g->Lq + r0 + r : NULL;
                 if (l[r] > 0.0f) {
-                    ops->scale(O + (long)r * d, d, 1.0f / l[r]);
+                    ops->scale(O + r * ldo, d, 1.0f / l[r]);
                     if (lse) *lse = (m[r] + log2f(l[r])) * KL_LN2;
                 } else if (lse) {
                     *lse = isnan(l[r]) ? l[r] : -INFINITY;
@@ -164,7 +165,7 @@ static void merge_worker(void *vctx, int tid, int nthreads) {
             w[s] = ls > 0.0f ? exp2f(x->pm[at] - M) : 0.0f;
             L += w[s] * ls;
         }
-        float *o = x->o + row * d;
+        float *o = x->o + kl_attn_head(&g->so, (int)bh, g->H) + i * g->so.row;
         memset(o, 0, (size_t)d * sizeof(float));
         if (nan) L = NAN;
         if (L > 0.0f) {
@@ -216,21 +217,25 @@ kl_status kl_attn_decode(const kl_attn_params *p, long capacity, const float *q,
     int threads = kl_pool_threads(pool);
     size_t need = kl_attn_decode_workspace_bytes(p, capacity, threads);
     if ((st = kl_check_workspace(ws, ws_bytes, need)) != KL_OK) return st;
-    long nq = (long)p->batch * p->heads * p->q_len * p->head_dim;
-    size_t cache_bytes = (size_t)p->batch * p->heads * capacity * p->head_dim * sizeof(float);
-    if (kl_overlap(o, (size_t)nq * sizeof(float), q, (size_t)nq * sizeof(float)) ||
-        kl_overlap(o, (size_t)nq * sizeof(float), k_cache, cache_bytes) ||
-        kl_overlap(o, (size_t)nq * sizeof(float), v_cache, cache_bytes))
+    kl_attn_geom gg;
+    kl_attn_geom_init_rows(p, capacity, &gg);
+    const int B = p->batch, H = p->heads, d = p->head_dim;
+    long Lq = p->q_len, Lk = p->kv_len;
+    if (kl_attn_views_overlap(o, &gg.so, Lq, q, &gg.sq, Lq, B, H, d) ||
+        kl_attn_views_overlap(o, &gg.so, Lq, k_cache, &gg.sk, Lk, B, H, d) ||
+        kl_attn_views_overlap(o, &gg.so, Lq, v_cache, &gg.sv, Lk, B, H, d))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "o overlaps q, k_cache or v_cache");
-    size_t lse_bytes = (size_t)p->batch * p->heads * p->q_len * sizeof(float);
-    if (lse && (kl_overlap(lse, lse_bytes, o, (size_t)nq * sizeof(float)) || kl_overlap(lse, lse_bytes, q, (size_t)nq * sizeof(float)) ||
-                kl_overlap(lse, lse_bytes, k_cache, cache_bytes) || kl_overlap(lse, lse_bytes, v_cache, cache_bytes)))
+    size_t lse_bytes = (size_t)B * H * Lq * sizeof(float);
+    if (lse && (kl_attn_view_overlaps_array(o, &gg.so, Lq, B, H, d, lse, lse_bytes) ||
+                kl_attn_view_overlaps_array(q, &gg.sq, Lq, B, H, d, lse, lse_bytes) ||
+                kl_attn_view_overlaps_array(k_cache, &gg.sk, Lk, B, H, d, lse, lse_bytes) ||
+                kl_attn_view_overlaps_array(v_cache, &gg.sv, Lk, B, H, d, lse, lse_bytes)))
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "lse overlaps o, q, k_cache or v_cache");
     kl_clear_error();
 
     dec_ctx x;
     memset(&x, 0, sizeof x);
-    kl_attn_geom_init(p, &x.g);
+    x.g = gg;
     x.ops = kl_ops_active();
     x.cap = capacity;
     x.q = q; x.k = k_cache; x.v = v_cache; x.o = o; x.lse = lse;

@@ -23,7 +23,7 @@
 // beyond O(tile). Key tiles are the
 // outer loop (dK, dV accumulate in a tile buffer); for each query block the
 // probabilities are recomputed from lse, and
-//   dV += P^T dO,  dP = dO V^T,  dS = P * (dP - D),  dK += dS^T Q,  dQ += dS K
+//   dV += P^T dO,  dP = dO V^T,  dS = scale P * (dP - D),  dK += dS^T Q,  dQ += dS K
 // with D = rowsum(dO * O) recomputed per block (cheaper than an O(L) buffer
 // walk and it keeps the workspace O(tile)). Five gemms per tile against the
 // forward's two: the 2.5x FLOP convention.
@@ -78,11 +78,13 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
         int bh = item / x->nqb, qb = x->nqb - 1 - item % x->nqb;
         int h = bh % g->H, q0 = qb * br, nr = kl_min(br, g->Lq - q0);
         float slope = kl_attn_slope(g, h), slope2 = slope * KL_LOG2E, c2 = g->scale * KL_LOG2E;
-        const float *Q = x->q + ((long)bh * g->Lq + q0) * d;
-        const float *K = x->k + (long)bh * g->Lk * d;
-        const float *V = x->v + (long)bh * g->Lk * d;
-        float *O = x->o + ((long)bh * g->Lq + q0) * d;
-        memset(O, 0, (size_t)nr * d * sizeof(float));
+        // Rows of q, k, v, o are ldq, ldk, ldv, ldo floats apart (the call's layout).
+        const long ldq = g->sq.row, ldk = g->sk.row, ldv = g->sv.row, ldo = g->so.row;
+        const float *Q = x->q + kl_attn_head(&g->sq, bh, g->H) + q0 * ldq;
+        const float *K = x->k + kl_attn_head(&g->sk, bh, g->H);
+        const float *V = x->v + kl_attn_head(&g->sv, bh, g->H);
+        float *O = x->o + kl_attn_head(&g->so, bh, g->H) + q0 * ldo;
+        for (int r = 0; r < nr; r++) memset(O + r * ldo, 0, (size_t)d * sizeof(float));
         for (int r = 0; r < nr; r++) { w.m[r] = -INFINITY; w.l[r] = 0.0f; }
         // Keys any row of the block can see (ranges grow monotonically with i).
         int jlo, jhi, lo2, hi2;
@@ -95,12 +97,12 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
             int nc = kl_min(bc, g->Lk - j0);
             // kt panel p: (d, pw) = K[j0 + p pw .., :]^T;  vp panel q: (nc, pw) = V[j0 .., q pw ..]
             for (int c0 = 0; c0 < nc; c0 += pw)
-                ops->transpose(K + (long)(j0 + c0) * d, kl_min(pw, nc - c0), d, d, w.kt + (long)c0 * d, pw);
+                ops->transpose(K + (j0 + c0) * ldk, kl_min(pw, nc - c0), d, ldk, w.kt + (long)c0 * d, pw);
             for (int c0 = 0; c0 < d; c0 += pw) {
                 int w0 = kl_min(pw, d - c0);
                 float *dst = w.vp + (long)c0 * bcp;
                 for (int kk = 0; kk < nc; kk++)
-                    memcpy(dst + (long)kk * pw, V + (long)(j0 + kk) * d + c0, (size_t)w0 * sizeof(float));
+                    memcpy(dst + (long)kk * pw, V + (j0 + kk) * ldv + c0, (size_t)w0 * sizeof(float));
             }
             for (int r0 = 0; r0 < nr; r0 += KL_MR) {
                 int mr = kl_min(KL_MR, nr - r0);
@@ -118,7 +120,7 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                 // panel: panels no row of the strip sees (the masked part of a diagonal
                 // tile) are not computed, and the softmax below never reads them.
                 for (int c0 = kmin / pw * pw; c0 < kmax; c0 += pw)
-                    ops->gemm(mr, kl_min(pw, nc - c0), d, Q + (long)r0 * d, d, 1, w.kt + (long)c0 * d, pw,
+                    ops->gemm(mr, kl_min(pw, nc - c0), d, Q + r0 * ldq, ldq, 1, w.kt + (long)c0 * d, pw,
                               w.s + c0, bcp, NULL, 0);
                 for (int r = 0; r < mr; r++) {
                     float *s = w.s + (long)r * bcp;
@@ -152,13 +154,13 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                 // O_strip (mr, d) = diag(alpha) O_strip + P (mr, kmin:kmax) V (kmin:kmax, d), per panel
                 for (int c0 = 0; c0 < d; c0 += pw)
                     ops->gemm(mr, kl_min(pw, d - c0), kmax - kmin, w.s + kmin, bcp, 1,
-                              w.vp + (long)c0 * bcp + (long)kmin * pw, pw, O + (long)r0 * d + c0, d, w.alpha, 1);
+                              w.vp + (long)c0 * bcp + (long)kmin * pw, pw, O + r0 * ldo + c0, ldo, w.alpha, 1);
             }
         }
         float *LSE = x->lse + (long)bh * g->Lq + q0;
         for (int r = 0; r < nr; r++) {
             if (w.l[r] > 0.0f) {
-                ops->scale(O + (long)r * d, d, 1.0f / w.l[r]);
+                ops->scale(O + r * ldo, d, 1.0f / w.l[r]);
                 LSE[r] = (w.m[r] + log2f(w.l[r])) * KL_LN2;
             } else {
                 // No visible key: o = 0 and lse = -inf by convention; a NaN sum (NaN input) stays NaN.
@@ -258,13 +260,17 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
         int bh = item / S, split = item % S;
         int h = bh % g->H;
         float slope2 = kl_attn_slope(g, h) * KL_LOG2E, c2 = g->scale * KL_LOG2E;
-        const float *Q = x->q + (long)bh * g->Lq * d, *O = x->o + (long)bh * g->Lq * d;
-        const float *dO = x->dout + (long)bh * g->Lq * d, *LSE = x->lse + (long)bh * g->Lq;
-        const float *K = x->k + (long)bh * g->Lk * d, *V = x->v + (long)bh * g->Lk * d;
-        float *dQ = split == 0 ? x->dq + (long)bh * g->Lq * d
+        // The layout's row strides (dq, dk, dv, dout: those of q, k, v, o); split partials are packed.
+        const long ldq = g->sq.row, ldk = g->sk.row, ldv = g->sv.row, ldo = g->so.row;
+        const long ldp = split == 0 ? ldq : d;
+        const float *Q = x->q + kl_attn_head(&g->sq, bh, g->H), *O = x->o + kl_attn_head(&g->so, bh, g->H);
+        const float *dO = x->dout + kl_attn_head(&g->so, bh, g->H), *LSE = x->lse + (long)bh * g->Lq;
+        const float *K = x->k + kl_attn_head(&g->sk, bh, g->H), *V = x->v + kl_attn_head(&g->sv, bh, g->H);
+        float *dQ = split == 0 ? x->dq + kl_attn_head(&g->sq, bh, g->H)
                                : x->dq_part + ((long)bh * (S - 1) + split - 1) * g->Lq * d;
-        float *dK = x->dk + (long)bh * g->Lk * d, *dV = x->dv + (long)bh * g->Lk * d;
-        memset(dQ, 0, (size_t)g->Lq * d * sizeof(float));
+        float *dK = x->dk + kl_attn_head(&g->sk, bh, g->H), *dV = x->dv + kl_attn_head(&g->sv, bh, g->H);
+        if (split > 0 || !g->accumulate)
+            for (int i = 0; i < g->Lq; i++) memset(dQ + i * ldp, 0, (size_t)d * sizeof(float));
         for (int j0 = split * bc; j0 < g->Lk; j0 += S * bc) {
             int nc = kl_min(bc, g->Lk - j0);
             memset(w.dk, 0, (size_t)nc * d * sizeof(float));
@@ -278,8 +284,8 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                 kl_attn_range(g, h, q0 + nr - 1, &lo2, &hi2);
                 if (kl_max(hi1, hi2) <= j0 || kl_min(lo1, lo2) >= j0 + nc) continue;
                 if (!packed) {
-                    ops->transpose(K + (long)j0 * d, nc, d, d, w.kt, bcp);  // kt: (d, bcp) = K tile^T
-                    ops->transpose(V + (long)j0 * d, nc, d, d, w.vt, bcp);
+                    ops->transpose(K + j0 * ldk, nc, d, ldk, w.kt, bcp);  // kt: (d, bcp) = K tile^T
+                    ops->transpose(V + j0 * ldv, nc, d, ldv, w.vt, bcp);
                     packed = 1;
                 }
                 int active = 0;  // rows with visible keys in this tile
@@ -300,9 +306,9 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                     }
                     active = 1;
                     // P = exp(scale * Q K^T + bias - lse), masked
-                    kl_gemm_tiled(ops, mr, nc, d, Q + (long)(q0 + r0) * d, d, 1, w.kt, bcp, P, bcp, NULL, 0);
+                    kl_gemm_tiled(ops, mr, nc, d, Q + (q0 + r0) * ldq, ldq, 1, w.kt, bcp, P, bcp, NULL, 0);
                     // dP = dO V^T
-                    kl_gemm_tiled(ops, mr, nc, d, dO + (long)(q0 + r0) * d, d, 1, w.vt, bcp, dS, bcp, NULL, 0);
+                    kl_gemm_tiled(ops, mr, nc, d, dO + (q0 + r0) * ldo, ldo, 1, w.vt, bcp, dS, bcp, NULL, 0);
                     for (int r = 0; r < mr; r++) {
                         int i = q0 + r0 + r;
                         float *pr = P + (long)r * bcp, *dsr = dS + (long)r * bcp;
@@ -315,29 +321,36 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                         ops->exp2_scaled(pr + lo[r], hi[r] - lo[r], c2, slope2, dist0, LSE[i] * KL_LOG2E);
                         if (lo[r] > 0) memset(pr, 0, (size_t)lo[r] * sizeof(float));
                         if (hi[r] < nc) memset(pr + hi[r], 0, (size_t)(nc - hi[r]) * sizeof(float));
-                        float D = ops->dot(dO + (long)i * d, O + (long)i * d, d);
+                        float D = ops->dot(dO + i * ldo, O + i * ldo, d);
                         ops->dsoftmax(dsr, pr, nc, D);  // zero where P is zero
+                        // dS carries the softmax scale, so dQ and dK need no pass of their own
+                        // (which would also scale what an accumulating call found there).
+                        ops->scale(dsr + lo[r], hi[r] - lo[r], g->scale);
                     }
-                    // dQ_strip += dS (mr, nc) K_tile (nc, d)    (scale applied at the end)
-                    kl_gemm_tiled(ops, mr, d, nc, dS, bcp, 1, K + (long)j0 * d, d, dQ + (long)(q0 + r0) * d, d, NULL, 1);
+                    // dQ_strip += dS (mr, nc) K_tile (nc, d)
+                    kl_gemm_tiled(ops, mr, d, nc, dS, bcp, 1, K + j0 * ldk, ldk, dQ + (q0 + r0) * ldp, ldp, NULL, 1);
                 }
                 if (!active) continue;
                 // dV (nc, d) += P^T (nc, nr) dO (nr, d);  dK (nc, d) += dS^T (nc, nr) Q (nr, d)
-                kl_gemm_tiled(ops, nc, d, nr, w.p, 1, bcp, dO + (long)q0 * d, d, w.dv, d, NULL, 1);
-                kl_gemm_tiled(ops, nc, d, nr, w.ds, 1, bcp, Q + (long)q0 * d, d, w.dk, d, NULL, 1);
+                kl_gemm_tiled(ops, nc, d, nr, w.p, 1, bcp, dO + q0 * ldo, ldo, w.dv, d, NULL, 1);
+                kl_gemm_tiled(ops, nc, d, nr, w.ds, 1, bcp, Q + q0 * ldq, ldq, w.dk, d, NULL, 1);
             }
             for (int c = 0; c < nc; c++) {
-                memcpy(dV + (long)(j0 + c) * d, w.dv + (long)c * d, (size_t)d * sizeof(float));
-                memcpy(dK + (long)(j0 + c) * d, w.dk + (long)c * d, (size_t)d * sizeof(float));
+                float *dv = dV + (j0 + c) * ldv, *dk = dK + (j0 + c) * ldk;
+                const float *tv = w.dv + (long)c * d, *tk = w.dk + (long)c * d;
+                if (g->accumulate) {
+                    for (int e = 0; e < d; e++) { dv[e] += tv[e]; dk[e] += tk[e]; }
+                } else {
+                    memcpy(dv, tv, (size_t)d * sizeof(float));
+                    memcpy(dk, tk, (size_t)d * sizeof(float));
+                }
             }
-            ops->scale(dK + (long)j0 * d, nc * d, g->scale);
         }
-        if (S == 1) ops->scale(dQ, g->Lq * d, g->scale);  // split heads: after the sum
     }
     (void)nthreads;
 }
 
-// dq = scale * (dq + the partials of splits 1..S-1), rows split over threads.
+// dq += the partials of splits 1..S-1, rows split over threads.
 static void bwd_reduce_worker(void *vctx, int tid, int nthreads) {
     bwd_ctx *x = vctx;
     const kl_attn_geom *g = &x->g;
@@ -346,12 +359,11 @@ static void bwd_reduce_worker(void *vctx, int tid, int nthreads) {
     long lo = rows * tid / nthreads, hi = rows * (tid + 1) / nthreads;
     for (long r = lo; r < hi; r++) {
         long bh = r / g->Lq, i = r % g->Lq;
-        float *dst = x->dq + r * d;
+        float *dst = x->dq + kl_attn_head(&g->sq, (int)bh, g->H) + i * g->sq.row;
         for (int s = 1; s < S; s++) {
             const float *src = x->dq_part + ((bh * (S - 1) + s - 1) * g->Lq + i) * d;
             for (int c = 0; c < d; c++) dst[c] += src[c];
         }
-        x->ops->scale(dst, d, g->scale);
     }
 }
 

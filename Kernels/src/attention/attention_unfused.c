@@ -52,7 +52,7 @@ static void rows_worker(void *vctx, int tid, int nthreads) {
         if (hi < lo) hi = lo;
         if (hi < g->Lk) memset(s + hi, 0, (size_t)(g->Lk - hi) * sizeof(float));
         if (x->backward) {
-            float D = ops->dot(x->dout + (long)i * g->d, x->o + (long)i * g->d, g->d);
+            float D = ops->dot(x->dout + i * g->so.row, x->o + i * g->so.row, g->d);
             ops->dsoftmax(x->dp + (long)i * g->Lk, s, g->Lk, D);
         }
     }
@@ -73,15 +73,16 @@ kl_status kl_attn_unfused_fwd(const kl_attn_params *p, const float *q, const flo
     rows_ctx x = {.g = &g, .ops = kl_ops_active(), .s = ws, .backward = 0};
     const int d = g.d;
     for (int bh = 0; bh < g.B * g.H; bh++) {
-        const float *Q = q + (long)bh * g.Lq * d, *K = k + (long)bh * g.Lk * d, *V = v + (long)bh * g.Lk * d;
-        // s: (Lq, Lk) = scale * Q K^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Lq, g.Lk, d, g.scale, Q, d, K, d, 0.0f, x.s, g.Lk);
+        const float *Q = q + kl_attn_head(&g.sq, bh, g.H), *K = k + kl_attn_head(&g.sk, bh, g.H);
+        const float *V = v + kl_attn_head(&g.sv, bh, g.H);
+        // s: (Lq, Lk) = scale * Q K^T  (rows of q, k, v, o at the layout's strides)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.Lq, g.Lk, d, g.scale, Q, g.sq.row, K, g.sk.row, 0.0f, x.s, g.Lk);
         x.h = bh % g.H;
         x.lse = lse + (long)bh * g.Lq;
         kl_pool_run(pool, rows_worker, &x);
         // o: (Lq, d) = P V
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Lq, d, g.Lk, 1.0f, x.s, g.Lk, V, d, 0.0f,
-                    o + (long)bh * g.Lq * d, d);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.Lq, d, g.Lk, 1.0f, x.s, g.Lk, V, g.sv.row, 0.0f,
+                    o + kl_attn_head(&g.so, bh, g.H), g.so.row);
     }
     return KL_OK;
 }
@@ -97,20 +98,24 @@ kl_status kl_attn_unfused_bwd(const kl_attn_params *p, const float *q, const flo
     size_t half = kl_attn_unfused_workspace(p, 0);
     rows_ctx x = {.g = &g, .ops = kl_ops_active(), .s = ws, .dp = (float *)((char *)ws + half), .backward = 1};
     const int d = g.d, Lq = g.Lq, Lk = g.Lk;
+    // Gradients take their tensor's layout; accumulate = 1 is beta = 1.
+    const long ldq = g.sq.row, ldk = g.sk.row, ldv = g.sv.row, ldo = g.so.row;
+    const float beta = g.accumulate ? 1.0f : 0.0f;
     for (int bh = 0; bh < g.B * g.H; bh++) {
-        long qo = (long)bh * Lq * d, ko = (long)bh * Lk * d;
+        long qo = kl_attn_head(&g.sq, bh, g.H), ko = kl_attn_head(&g.sk, bh, g.H);
+        long vo = kl_attn_head(&g.sv, bh, g.H), oo = kl_attn_head(&g.so, bh, g.H);
         // s = scale Q K^T;  dp = dO V^T
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, d, g.scale, q + qo, d, k + ko, d, 0.0f, x.s, Lk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, d, 1.0f, dout + qo, d, v + ko, d, 0.0f, x.dp, Lk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, d, g.scale, q + qo, ldq, k + ko, ldk, 0.0f, x.s, Lk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Lq, Lk, d, 1.0f, dout + oo, ldo, v + vo, ldv, 0.0f, x.dp, Lk);
         x.h = bh % g.H;
         x.lse = (float *)(lse + (long)bh * Lq);  // read only in the backward
-        x.o = o + qo;
-        x.dout = dout + qo;
+        x.o = o + oo;
+        x.dout = dout + oo;
         kl_pool_run(pool, rows_worker, &x);
         // dv: (Lk, d) = P^T dO;  dq: (Lq, d) = scale dS K;  dk: (Lk, d) = scale dS^T Q
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, d, Lq, 1.0f, x.s, Lk, dout + qo, d, 0.0f, dv + ko, d);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, d, Lk, g.scale, x.dp, Lk, k + ko, d, 0.0f, dq + qo, d);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, d, Lq, g.scale, x.dp, Lk, q + qo, d, 0.0f, dk + ko, d);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, d, Lq, 1.0f, x.s, Lk, dout + oo, ldo, beta, dv + vo, ldv);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Lq, d, Lk, g.scale, x.dp, Lk, k + ko, ldk, beta, dq + qo, ldq);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Lk, d, Lq, g.scale, x.dp, Lk, q + qo, ldq, beta, dk + ko, ldk);
     }
     return KL_OK;
 }

@@ -195,39 +195,54 @@ kl_status kl_rope_table(int T, int rot, float base, long pos0, float *table) {
 }
 
 typedef struct {
-    long rows;
-    int T, d, rot, inverse;
+    long B;
+    int T, V, d, rot, inverse;
+    long sb, st, sv;   // strides of (B, T, V, d), d contiguous
     const float *table;
     float *x;
 } rope_ctx;
 
+// Threads split the (b, t) positions; each rotates its V vectors.
 static void rope_worker(void *vctx, int tid, int nthreads) {
     const rope_ctx *c = vctx;
     long lo, hi;
-    kl_split(c->rows, tid, nthreads, &lo, &hi);
+    kl_split(c->B * c->T, tid, nthreads, &lo, &hi);
     int half = c->rot / 2;
     float sign = c->inverse ? -1.0f : 1.0f;
-    for (long r = lo; r < hi; r++) {
-        float *v = c->x + r * c->T * (long)c->d;
-        for (int t = 0; t < c->T; t++, v += c->d) {
-            const float *cs = c->table + (long)t * half * 2;
+    for (long bt = lo; bt < hi; bt++) {
+        long b = bt / c->T;
+        int t = (int)(bt % c->T);
+        const float *cs = c->table + (long)t * half * 2;
+        for (int j = 0; j < c->V; j++) {
+            float *v = c->x + b * c->sb + t * c->st + j * c->sv;
             for (int i = 0; i < half; i++) {
-                float co = cs[2 * i], si = sign * cs[2 * i + 1], a = v[i], b = v[i + half];
-                v[i] = a * co - b * si;
-                v[i + half] = b * co + a * si;
+                float co = cs[2 * i], si = sign * cs[2 * i + 1], a = v[i], bb = v[i + half];
+                v[i] = a * co - bb * si;
+                v[i + half] = bb * co + a * si;
             }
         }
     }
+}
+
+kl_status kl_rope_strided(long B, int T, int V, long sb, long st, long sv, int d, int rot, const float *table,
+                          int inverse, float *x, kl_pool *pool) {
+    if (B < 0 || T < 1 || V < 1 || d < 1 || rot < 2 || rot % 2 || rot > d)
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: need B >= 0, T >= 1, V >= 1, even 2 <= rot <= d (got B=%ld T=%d V=%d d=%d rot=%d)",
+                       B, T, V, d, rot);
+    if (sb < 0 || st < 0 || sv < 0 || (V > 1 && sv < d) || (T > 1 && st < d) || (B > 1 && sb < d))
+        return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: strides must be >= d = %d where their axis has more than one entry (got %ld, %ld, %ld)",
+                       d, sb, st, sv);
+    if (!pool || !table || (B > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: a pointer is NULL");
+    rope_ctx c = {B, T, V, d, rot, inverse != 0, sb, st, sv, table, x};
+    if (B > 0) kl_pool_run(pool, rope_worker, &c);
+    return KL_OK;
 }
 
 kl_status kl_rope(long rows, int T, int d, int rot, const float *table, int inverse, float *x, kl_pool *pool) {
     if (rows < 0 || T < 1 || d < 1 || rot < 2 || rot % 2 || rot > d)
         return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: need rows >= 0, T >= 1, even 2 <= rot <= d (got rows=%ld T=%d d=%d rot=%d)",
                        rows, T, d, rot);
-    if (!pool || !table || (rows > 0 && !x)) return kl_fail(KL_ERR_INVALID_ARGUMENT, "rope: a pointer is NULL");
-    rope_ctx c = {rows, T, d, rot, inverse != 0, table, x};
-    if (rows > 0) kl_pool_run(pool, rope_worker, &c);
-    return KL_OK;
+    return kl_rope_strided(rows, T, 1, (long)T * d, d, d, d, rot, table, inverse, x, pool);
 }
 
 // Cost of kl_rope: 6 FLOPs per rotated pair (4 multiplies, 2 adds), i.e. 3

@@ -225,7 +225,7 @@ public enum Attention {
         }
     }
 
-    private static func expect(_ tensor: Tensor, _ shape: [Int], argument: String, expected: String) throws {
+    static func expect(_ tensor: Tensor, _ shape: [Int], argument: String, expected: String) throws {
         guard tensor.shape == shape else {
             throw KernelLabError.shapeMismatch(argument: argument, expected: expected, got: describeShape(tensor.shape))
         }
@@ -237,21 +237,25 @@ public enum Attention {
 
     /// Calls `body` with C parameters whose slope and window pointers are
     /// valid only inside `body`.
+    /// `layout`: the tensors' strides (nil: packed (B, H, L, d)).
     static func withParameters<R>(
-        _ shape: AttentionShape, _ options: AttentionOptions,
+        _ shape: AttentionShape, _ options: AttentionOptions, layout: kl_attn_layout? = nil,
         _ body: (UnsafePointer<kl_attn_params>) throws -> R
     ) throws -> R {
         try withOptionalBuffer(options.alibiSlopes) { slopes in
             try withOptionalBuffer(options.windows) { windows in
                 try withOptionalBuffer(options.tiles.map { [$0.cValue] }) { tiles in
-                    var params = kl_attn_params(
-                        batch: Int32(shape.batch), heads: Int32(shape.heads),
-                        q_len: Int32(shape.queryLength), kv_len: Int32(shape.keyLength),
-                        head_dim: Int32(shape.headDim),
-                        causal: options.causal ? 1 : 0,
-                        scale: options.scale ?? 0,  // 0 selects 1/sqrt(d) in C
-                        alibi_slopes: slopes, windows: windows, tiles: tiles)
-                    return try withUnsafePointer(to: &params) { try body($0) }
+                    try withOptionalBuffer(layout.map { [$0] }) { layout in
+                        var params = kl_attn_params(
+                            batch: Int32(shape.batch), heads: Int32(shape.heads),
+                            q_len: Int32(shape.queryLength), kv_len: Int32(shape.keyLength),
+                            head_dim: Int32(shape.headDim),
+                            causal: options.causal ? 1 : 0,
+                            scale: options.scale ?? 0,  // 0 selects 1/sqrt(d) in C
+                            alibi_slopes: slopes, windows: windows, tiles: tiles,
+                            layout: layout, accumulate: options.accumulate ? 1 : 0)
+                        return try withUnsafePointer(to: &params) { try body($0) }
+                    }
                 }
             }
         }

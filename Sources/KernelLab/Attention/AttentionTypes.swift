@@ -14,15 +14,19 @@ public struct AttentionOptions: Sendable, Equatable {
     public var windows: [Int32]?
     /// The fused kernels' tiles for this call; `nil` takes the active ISA's.
     public var tiles: AttentionTiles?
+    /// Backward only: add the gradients into dq, dk and dv (or dqkv) instead
+    /// of overwriting them (gradient accumulation, a gradient shared by uses).
+    public var accumulate: Bool
 
     /// Creates options; the defaults give plain, non-causal softmax attention.
     public init(causal: Bool = false, scale: Float? = nil, alibiSlopes: [Float]? = nil, windows: [Int32]? = nil,
-                tiles: AttentionTiles? = nil) {
+                tiles: AttentionTiles? = nil, accumulate: Bool = false) {
         self.causal = causal
         self.scale = scale
         self.alibiSlopes = alibiSlopes
         self.windows = windows
         self.tiles = tiles
+        self.accumulate = accumulate
     }
 }
 

@@ -35,13 +35,21 @@ struct DecodeNeeds {
 // MARK: - Transformer block
 
 struct AttentionDecodeSlots {
-    var kCache = 0, vCache = 0, ln = 0, mean = 0, rstd = 0, qkv = 0, qkvh = 0, o = 0, om = 0, h = 0, fc = 0, act = 0, rope = 0
+    var kCache = 0, vCache = 0, ln = 0, mean = 0, rstd = 0, qkv = 0, om = 0, h = 0, fc = 0, act = 0, rope = 0
 }
 
 extension AttentionBlock {
-    private func decodeParams(_ batch: Int, kvLen: Int) -> kl_attn_params {
-        kl_attn_params(batch: Int32(batch), heads: Int32(H), q_len: 1, kv_len: Int32(kvLen), head_dim: Int32(dh), causal: 1,
-                       scale: 0, alibi_slopes: slopes, windows: windows, tiles: nil)
+    /// q read in place from the (B, 1, 3, H, dh) projection, o written as (B, 1, H, dh);
+    /// the caches packed, (B, H, capacity, dh).
+    private func withDecodeParams<R>(_ batch: Int, kvLen: Int, _ body: (UnsafeMutablePointer<kl_attn_params>) throws -> R) rethrows -> R {
+        var layout = kl_attn_layout()
+        layout.q = kl_attn_strides(batch: 3 * D, head: dh, row: 3 * D)
+        layout.o = kl_attn_strides(batch: D, head: dh, row: D)
+        return try withUnsafePointer(to: &layout) { layout in
+            var p = kl_attn_params(batch: Int32(batch), heads: Int32(H), q_len: 1, kv_len: Int32(kvLen), head_dim: Int32(dh), causal: 1,
+                                   scale: 0, alibi_slopes: slopes, windows: windows, tiles: nil, layout: layout, accumulate: 0)
+            return try body(&p)
+        }
     }
 
     func planDecoding(_ arena: inout ArenaPlanner, batch: Int, capacity: Int, threads: Int) -> DecodeNeeds {
@@ -49,36 +57,37 @@ extension AttentionBlock {
         var s = AttentionDecodeSlots()
         s.kCache = arena.reserve(cache); s.vCache = arena.reserve(cache)
         s.ln = arena.reserve(batch * D); s.mean = arena.reserve(batch); s.rstd = arena.reserve(batch)
-        s.qkv = arena.reserve(batch * 3 * D); s.qkvh = arena.reserve(batch * 3 * D); s.o = arena.reserve(batch * D)
+        s.qkv = arena.reserve(batch * 3 * D)
         s.om = arena.reserve(batch * D); s.h = arena.reserve(batch * D)
         s.fc = arena.reserve(batch * F); s.act = arena.reserve(batch * F); s.rope = arena.reserve(max(rotary, 1))
         decoding = s
-        var p = decodeParams(batch, kvLen: capacity)
-        return DecodeNeeds(workspaceBytes: kl_attn_decode_workspace_bytes(&p, capacity, Int32(threads)), stateFloats: 2 * cache)
+        let ws = withDecodeParams(batch, kvLen: capacity) { kl_attn_decode_workspace_bytes($0, capacity, Int32(threads)) }
+        return DecodeNeeds(workspaceBytes: ws, stateFloats: 2 * cache)
     }
 
     func resetDecoding(_ c: DecodeContext) {}  // rows past the position are never read
 
     func step(_ c: DecodeContext, x: FloatPointer, y: FloatPointer) throws {
-        let B = c.batch, s = decoding, pool = c.pool, w = offsets.map { c.p($0) }
+        let B = c.batch, s = decoding, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         try kernel(kl_layernorm_fwd(B, Int32(D), x, w[0], w[1], eps, c.a(s.ln), c.a(s.mean), c.a(s.rstd), pool), "layernorm")
         try kernel(kl_linear_fwd(B, Int32(D), Int32(3 * D), c.a(s.ln), w[2], w[3], c.a(s.qkv), 0, pool), "qkv projection")
-        try kernel(kl_heads_split(Int32(B), 1, 3, Int32(H), Int32(dh), c.a(s.qkv), c.a(s.qkvh), pool), "heads_split")
-        let q = c.a(s.qkvh), k = q + B * D, v = k + B * D
+        let q = c.a(s.qkv), k = q + D, v = k + D  // (B, 1, 3, H, dh)
         if position == .rope {
             try kernel(kl_rope_table(1, Int32(rotary), ropeBase, c.position, c.a(s.rope)), "kl_rope_table")
-            for t in [q, k] { try kernel(kl_rope(B * H, 1, Int32(dh), Int32(rotary), c.a(s.rope), 0, t, pool), "rope") }
+            try kernel(kl_rope_strided(B, 1, Int32(2 * H), 3 * D, 3 * D, dh, Int32(dh), Int32(rotary), c.a(s.rope), 0, q, pool), "rope")
         }
         // Append this token's key and value: row `position` of every (b, h).
-        for bh in 0..<(B * H) {
-            let row = (bh * c.capacity + c.position) * dh
-            c.a(s.kCache + row).update(from: k + bh * dh, count: dh)
-            c.a(s.vCache + row).update(from: v + bh * dh, count: dh)
+        for b in 0..<B {
+            for hh in 0..<H {
+                let row = ((b * H + hh) * c.capacity + c.position) * dh, from = b * 3 * D + hh * dh
+                c.a(s.kCache + row).update(from: k + from, count: dh)
+                c.a(s.vCache + row).update(from: v + from, count: dh)
+            }
         }
-        var p = decodeParams(B, kvLen: c.position + 1)
-        try kernel(kl_attn_decode(&p, c.capacity, q, c.a(s.kCache), c.a(s.vCache), c.a(s.o), nil, c.workspace, c.workspaceBytes, pool),
-                   "attention decode")
-        try kernel(kl_heads_merge(Int32(B), 1, 1, Int32(H), Int32(dh), c.a(s.o), c.a(s.om), pool), "heads_merge")
+        try withDecodeParams(B, kvLen: c.position + 1) { p in
+            try kernel(kl_attn_decode(p, c.capacity, q, c.a(s.kCache), c.a(s.vCache), c.a(s.om), nil, c.workspace, c.workspaceBytes, pool),
+                       "attention decode")
+        }
         c.a(s.h).update(from: x, count: B * D)
         try kernel(kl_linear_fwd(B, Int32(D), Int32(D), c.a(s.om), w[4], w[5], c.a(s.h), 1, pool), "attention out projection")
         try kernel(kl_layernorm_fwd(B, Int32(D), c.a(s.h), w[6], w[7], eps, c.a(s.ln), c.a(s.mean), c.a(s.rstd), pool), "layernorm")
@@ -92,16 +101,16 @@ extension AttentionBlock {
 // MARK: - Mamba block
 
 struct MambaDecodeSlots {
-    var conv = 0, ssm = 0, xn = 0, rstd = 0, xz = 0, xzT = 0, xc = 0, u = 0, xdbl = 0, bm = 0, cm = 0, delta = 0, aNeg = 0, y = 0
+    var conv = 0, ssm = 0, xn = 0, rstd = 0, xzT = 0, xc = 0, u = 0, xdbl = 0, bm = 0, cm = 0, delta = 0, aNeg = 0, y = 0
 }
 
 extension MambaBlock {
     func planDecoding(_ arena: inout ArenaPlanner, batch: Int, capacity: Int, threads: Int) -> DecodeNeeds {
         var s = MambaDecodeSlots()
         s.conv = arena.reserve(batch * Di * (K - 1)); s.ssm = arena.reserve(batch * Di * N)
-        s.xn = arena.reserve(batch * D); s.rstd = arena.reserve(batch); s.xz = arena.reserve(2 * batch * Di)
+        s.xn = arena.reserve(batch * D); s.rstd = arena.reserve(batch)
         s.xzT = arena.reserve(2 * batch * Di); s.xc = arena.reserve(batch * Di); s.u = arena.reserve(batch * Di)
-        s.xdbl = arena.reserve(batch * (R + 2 * N)); s.bm = arena.reserve(batch * N); s.cm = arena.reserve(batch * N)
+        s.xdbl = arena.reserve(batch * R); s.bm = arena.reserve(batch * N); s.cm = arena.reserve(batch * N)
         s.delta = arena.reserve(batch * Di); s.aNeg = arena.reserve(Di * N); s.y = arena.reserve(batch * Di)
         decoding = s
         return DecodeNeeds(workspaceBytes: 0, stateFloats: batch * Di * (K - 1 + N))
@@ -121,18 +130,18 @@ extension MambaBlock {
     }
 
     func step(_ c: DecodeContext, x: FloatPointer, y out: FloatPointer) throws {
-        let B = c.batch, s = decoding, pool = c.pool, w = offsets.map { c.p($0) }, E = R + 2 * N
+        let B = c.batch, s = decoding, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         try kernel(kl_rmsnorm_fwd(B, Int32(D), x, w[0], eps, c.a(s.xn), c.a(s.rstd), pool), "rmsnorm")
-        try kernel(kl_linear_fwd(B, Int32(D), Int32(2 * Di), c.a(s.xn), w[1], nil, c.a(s.xz), 0, pool), "in_proj")
-        try kernel(kl_heads_split(Int32(B), 1, 2, Int32(Di), 1, c.a(s.xz), c.a(s.xzT), pool), "heads_split")  // (2, B, Di)
+        // in_proj as two linears, x and z straight into (2, B, Di) as the conv and the scan read them.
+        try kernel(kl_linear_fwd(B, Int32(D), Int32(Di), c.a(s.xn), w[1], nil, c.a(s.xzT), 0, pool), "in_proj")
+        try kernel(kl_linear_fwd(B, Int32(D), Int32(Di), c.a(s.xn), w[1] + Di * D, nil, c.a(s.xzT) + B * Di, 0, pool), "in_proj")
         try kernel(kl_conv1d_step(Int32(B), Int32(Di), Int32(K), c.a(s.xzT), w[2], w[3], c.a(s.conv), c.a(s.xc), pool), "conv1d step")
         try kernel(kl_act_fwd(KL_ACT_SILU, B * Di, c.a(s.xc), c.a(s.u), pool), "silu")
-        try kernel(kl_linear_fwd(B, Int32(Di), Int32(E), c.a(s.u), w[4], nil, c.a(s.xdbl), 0, pool), "x_proj")
-        try gemm(false, true, B, Di, R, c.a(s.xdbl), E, w[5], R, beta: 0, c.a(s.delta), Di, pool, "dt_proj")  // dt_proj (bias in the scan)
-        for b in 0..<B {
-            c.a(s.bm + b * N).update(from: c.a(s.xdbl + b * E + R), count: N)
-            c.a(s.cm + b * N).update(from: c.a(s.xdbl + b * E + R + N), count: N)
-        }
+        // x_proj by its three row blocks: dt (B, R), then B and C straight into the (B, N) rows the scan step reads.
+        try kernel(kl_linear_fwd(B, Int32(Di), Int32(R), c.a(s.u), w[4], nil, c.a(s.xdbl), 0, pool), "x_proj")
+        try kernel(kl_linear_fwd(B, Int32(Di), Int32(N), c.a(s.u), w[4] + R * Di, nil, c.a(s.bm), 0, pool), "x_proj")
+        try kernel(kl_linear_fwd(B, Int32(Di), Int32(N), c.a(s.u), w[4] + (R + N) * Di, nil, c.a(s.cm), 0, pool), "x_proj")
+        try gemm(false, true, B, Di, R, c.a(s.xdbl), R, w[5], R, beta: 0, c.a(s.delta), Di, pool, "dt_proj")  // dt_proj (bias in the scan)
         var p = kl_scan_params(batch: Int32(B), channels: Int32(Di), seq_len: 1, state: Int32(N), groups: 1, delta_softplus: 1, tiles: nil)
         var inputs = kl_scan_inputs(u: c.a(s.u), delta: c.a(s.delta), A: c.a(s.aNeg), B: c.a(s.bm), C: c.a(s.cm), D: w[8],
                                     z: c.a(s.xzT) + B * Di, delta_bias: w[6], h0: nil)
@@ -163,7 +172,7 @@ extension LSTMBlock {
     }
 
     func step(_ c: DecodeContext, x: FloatPointer, y: FloatPointer) throws {
-        let B = c.batch, s = decoding, pool = c.pool, w = offsets.map { c.p($0) }
+        let B = c.batch, s = decoding, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         try kernel(kl_linear_fwd(B, Int32(D), Int32(4 * D), x, w[0], w[2], c.a(s.gates), 0, pool), "lstm input projection")
         try gemm(false, true, B, 4 * D, D, c.a(s.h), D, w[1], D, beta: 1, c.a(s.gates), 4 * D, pool, "recurrent gemm")
         try kernel(kl_lstm_cell_fwd(B, D, c.a(s.gates), c.a(s.c), c.a(s.cNew), c.a(s.hNew), pool), "lstm cell")

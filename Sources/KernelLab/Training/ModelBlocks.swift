@@ -37,6 +37,15 @@ struct StepContext {
     func a(_ offset: Int) -> FloatPointer { arena + offset }
 }
 
+/// A block's tensors in a flat buffer, by their index in the block's offset
+/// table: `w[3]` is base + offsets[3]. Built per step without allocating (the
+/// offsets array is shared, not copied), unlike an array of pointers.
+struct TensorTable {
+    let base: FloatPointer
+    let offsets: [Int]
+    subscript(_ i: Int) -> FloatPointer { base + offsets[i] }
+}
+
 /// What a block needs beyond its activations, for sizing the shared regions.
 struct BlockNeeds {
     var scratchFloats = 0
@@ -83,7 +92,7 @@ final class AttentionBlock: ModelBlock {
     let slopes: UnsafeMutablePointer<Float>?
     let windows: UnsafeMutablePointer<Int32>?
     // Activations.
-    private var ln1 = 0, ln1m = 0, ln1r = 0, qkv = 0, qkvh = 0, o = 0, lse = 0, om = 0, h = 0
+    private var ln1 = 0, ln1m = 0, ln1r = 0, qkv = 0, lse = 0, om = 0, h = 0
     private var ln2 = 0, ln2m = 0, ln2r = 0, fc = 0, act = 0, ropeTable = 0
     var decoding = AttentionDecodeSlots()
 
@@ -134,30 +143,43 @@ final class AttentionBlock: ModelBlock {
             .map { table.offset(prefix + $0) }
     }
 
+    /// q, k, v read in place from the projection's (B, T, 3, H, dh) output,
+    /// o written as (B, T, H, dh) for the out projection: no layout moves.
     private func withParams<R>(_ c: StepContext, _ body: (UnsafePointer<kl_attn_params>) throws -> R) rethrows -> R {
-        var p = kl_attn_params(batch: Int32(c.batch), heads: Int32(H), q_len: Int32(c.seq), kv_len: Int32(c.seq),
-                               head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes,
-                               windows: windows, tiles: nil)
-        return try withUnsafePointer(to: &p) { try body($0) }
+        var layout = Attention.packedQKVLayout(length: c.seq, heads: H, headDim: dh)
+        return try withUnsafePointer(to: &layout) { layout in
+            var p = kl_attn_params(batch: Int32(c.batch), heads: Int32(H), q_len: Int32(c.seq), kv_len: Int32(c.seq),
+                                   head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes,
+                                   windows: windows, tiles: nil, layout: layout, accumulate: 0)
+            return try withUnsafePointer(to: &p) { try body($0) }
+        }
+    }
+
+    /// RoPE on the q and k heads of a (B, T, 3, H, dh) tensor, in place.
+    private func rope(_ c: StepContext, _ t: FloatPointer, inverse: Bool) throws {
+        let D3 = 3 * D
+        try kernel(kl_rope_strided(c.batch, Int32(c.seq), Int32(2 * H), c.seq * D3, D3, dh, Int32(dh), Int32(rotary),
+                                   c.a(ropeTable), inverse ? 1 : 0, t, c.pool), "rope",
+                   cost: Cost.rope(c.batch * 2 * H, c.seq, rotary))
     }
 
     func plan(_ arena: inout ArenaPlanner, batch: Int, seq: Int, threads: Int) -> BlockNeeds {
         let n = batch * seq
         ln1 = arena.reserve(n * D); ln1m = arena.reserve(n); ln1r = arena.reserve(n)
-        qkv = arena.reserve(n * 3 * D); qkvh = arena.reserve(n * 3 * D)
-        o = arena.reserve(n * D); lse = arena.reserve(batch * H * seq); om = arena.reserve(n * D); h = arena.reserve(n * D)
+        qkv = arena.reserve(n * 3 * D)
+        lse = arena.reserve(batch * H * seq); om = arena.reserve(n * D); h = arena.reserve(n * D)
         ln2 = arena.reserve(n * D); ln2m = arena.reserve(n); ln2r = arena.reserve(n)
         fc = arena.reserve(n * F); act = arena.reserve(n * F)
         if position == .rope {
             ropeTable = arena.reserve(seq * rotary)
         }
         var p = kl_attn_params(batch: Int32(batch), heads: Int32(H), q_len: Int32(seq), kv_len: Int32(seq),
-                               head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes, windows: windows, tiles: nil)
+                               head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes, windows: windows, tiles: nil, layout: nil, accumulate: 0)
         let ws = max(kl_attn_fwd_workspace_bytes(&p, KL_IMPL_FUSED, Int32(threads)),
                      kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, Int32(threads)),
                      kl_norm_bwd_workspace_bytes(Int32(D), Int32(threads)))
-        // Backward scratch: dact (n F), then dln, dom/dO (n D each), dqkvh and dqkv (3 n D each).
-        return BlockNeeds(scratchFloats: n * F + 2 * n * D + 6 * n * D + 64, workspaceBytes: ws)
+        // Backward scratch: dact (n F), then dln, dom (n D each) and dqkv (3 n D).
+        return BlockNeeds(scratchFloats: n * F + 2 * n * D + 3 * n * D + 64, workspaceBytes: ws)
     }
 
     /// Fills the RoPE table for this sequence length (positions 0...seq-1).
@@ -168,26 +190,17 @@ final class AttentionBlock: ModelBlock {
     }
 
     func forward(_ c: StepContext, x: FloatPointer, y: FloatPointer) throws {
-        let n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }
+        let n = c.rows, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         try kernel(kl_layernorm_fwd(n, Int32(D), x, w[0], w[1], eps, c.a(ln1), c.a(ln1m), c.a(ln1r), pool), "layernorm",
                    cost: Cost.norm(rms: false, n, D, KL_PASS_FORWARD))
         try kernel(kl_linear_fwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], w[3], c.a(qkv), 0, pool), "qkv projection",
                    cost: Cost.linear(n, D, 3 * D, bias: true, KL_PASS_FORWARD))
-        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), c.a(qkv), c.a(qkvh), pool), "heads split",
-                   cost: Cost.permute(3 * n * D))
-        let q = c.a(qkvh), k = q + n * D, v = k + n * D
-        if position == .rope {
-            for t in [q, k] {
-                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 0, t, pool), "rope",
-                           cost: Cost.rope(c.batch * H, c.seq, rotary))
-            }
-        }
+        let q = c.a(qkv), k = q + D, v = k + D  // (B, T, 3, H, dh), read in place
+        if position == .rope { try rope(c, q, inverse: false) }
         try withParams(c) { p in
-            try kernel(kl_attn_fwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), c.workspace, c.workspaceBytes, pool), "attention",
+            try kernel(kl_attn_fwd(p, KL_IMPL_FUSED, q, k, v, c.a(om), c.a(lse), c.workspace, c.workspaceBytes, pool), "attention",
                        cost: Cost.attention(p, KL_PASS_FORWARD))
         }
-        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), c.a(o), c.a(om), pool), "heads merge",
-                   cost: Cost.permute(n * D))
         timed("residual copy", cost: Cost.permute(n * D)) { c.a(h).update(from: x, count: n * D) }
         try kernel(kl_linear_fwd(n, Int32(D), Int32(D), c.a(om), w[4], w[5], c.a(h), 1, pool), "out projection",
                    cost: Cost.linear(n, D, D, bias: true, KL_PASS_FORWARD))
@@ -203,8 +216,8 @@ final class AttentionBlock: ModelBlock {
     }
 
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws {
-        let n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }, dw = offsets.map { c.g($0) }
-        let dact = c.scratch, dln = dact + n * F, dom = dln + n * D, dqkvh = dom + n * D, dqkv = dqkvh + 3 * n * D
+        let n = c.rows, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets), dw = TensorTable(base: c.grads, offsets: offsets)
+        let dact = c.scratch, dln = dact + n * F, dom = dln + n * D, dqkv = dom + n * D
         let ws = c.workspace, wsBytes = c.workspaceBytes
         // MLP: y = h + proj(gelu(fc(LN2 h))).
         try kernel(kl_linear_bwd(n, Int32(F), Int32(D), c.a(act), w[10], g, dact, dw[10], dw[11], 0, pool), "mlp proj",
@@ -218,23 +231,13 @@ final class AttentionBlock: ModelBlock {
         // Attention: h = x + out(attn(LN1 x)); g now holds dL/dh.
         try kernel(kl_linear_bwd(n, Int32(D), Int32(D), c.a(om), w[4], g, dom, dw[4], dw[5], 0, pool), "out projection",
                    cost: Cost.linear(n, D, D, bias: true, KL_PASS_BACKWARD))
-        let dO = dln  // (B, H, T, dh)
-        try kernel(kl_heads_split(Int32(c.batch), Int32(c.seq), 1, Int32(H), Int32(dh), dom, dO, pool), "heads split",
-                   cost: Cost.permute(n * D))
-        let q = c.a(qkvh), k = q + n * D, v = k + n * D
-        let dq = dqkvh, dk = dq + n * D, dv = dk + n * D
+        // dom (B, T, H, dh) is dout in o's layout; dq, dk, dv land in dqkv (B, T, 3, H, dh).
+        let q = c.a(qkv), k = q + D, v = k + D
         try withParams(c) { p in
-            try kernel(kl_attn_bwd(p, KL_IMPL_FUSED, q, k, v, c.a(o), c.a(lse), dO, dq, dk, dv, ws, wsBytes, pool), "attention",
-                       cost: Cost.attention(p, KL_PASS_BACKWARD))
+            try kernel(kl_attn_bwd(p, KL_IMPL_FUSED, q, k, v, c.a(om), c.a(lse), dom, dqkv, dqkv + D, dqkv + 2 * D, ws, wsBytes, pool),
+                       "attention", cost: Cost.attention(p, KL_PASS_BACKWARD))
         }
-        if position == .rope {
-            for t in [dq, dk] {
-                try kernel(kl_rope(c.batch * H, Int32(c.seq), Int32(dh), Int32(rotary), c.a(ropeTable), 1, t, pool), "rope",
-                           cost: Cost.rope(c.batch * H, c.seq, rotary))
-            }
-        }
-        try kernel(kl_heads_merge(Int32(c.batch), Int32(c.seq), 3, Int32(H), Int32(dh), dqkvh, dqkv, pool), "heads merge",
-                   cost: Cost.permute(3 * n * D))
+        if position == .rope { try rope(c, dqkv, inverse: true) }
         try kernel(kl_linear_bwd(n, Int32(D), Int32(3 * D), c.a(ln1), w[2], dqkv, dln, dw[2], dw[3], 0, pool), "qkv projection",
                    cost: Cost.linear(n, D, 3 * D, bias: true, KL_PASS_BACKWARD))
         try kernel(kl_layernorm_bwd(n, Int32(D), x, w[0], c.a(ln1m), c.a(ln1r), dln, g, dw[0], dw[1], 1, ws, wsBytes, pool),
@@ -251,7 +254,7 @@ final class MambaBlock: ModelBlock {
     let prefix: String
     var offsets: [Int] = []
     // Activations.
-    private var xn = 0, rstd = 0, xz = 0, xzT = 0, xc = 0, u = 0, dtr = 0, bm = 0, cm = 0, delta = 0, aNeg = 0
+    private var xn = 0, rstd = 0, xzT = 0, xc = 0, u = 0, dtr = 0, bm = 0, cm = 0, delta = 0, aNeg = 0
     private var y = 0, saved = 0, last = 0
     var decoding = MambaDecodeSlots()
 
@@ -288,7 +291,7 @@ final class MambaBlock: ModelBlock {
 
     func plan(_ arena: inout ArenaPlanner, batch: Int, seq: Int, threads: Int) -> BlockNeeds {
         let n = batch * seq, e = n * Di
-        xn = arena.reserve(n * D); rstd = arena.reserve(n); xz = arena.reserve(2 * e); xzT = arena.reserve(2 * e)
+        xn = arena.reserve(n * D); rstd = arena.reserve(n); xzT = arena.reserve(2 * e)
         xc = arena.reserve(e); u = arena.reserve(e); dtr = arena.reserve(n * R); bm = arena.reserve(n * N)
         cm = arena.reserve(n * N); delta = arena.reserve(e); aNeg = arena.reserve(Di * N); y = arena.reserve(e)
         let (savedCount, ws) = withParams(batch, seq) { p in
@@ -296,20 +299,22 @@ final class MambaBlock: ModelBlock {
                                          kl_scan_bwd_workspace_bytes(p, KL_IMPL_FUSED, Int32(threads))))
         }
         saved = arena.reserve(savedCount); last = arena.reserve(batch * Di * N)
-        // Backward scratch: dy, du, ddelta (e each), dB, dC, ddtr, dxzT (2e), dxz (2e), dxn, dA, dD, d(dt bias).
-        let scratch = 3 * e + 2 * n * N + n * R + 4 * e + n * D + Di * N + 2 * Di + 16 * 12
+        // Backward scratch: dy, du, ddelta (e each), dB, dC, ddtr, dxzT (2e), dxn, dA, dD, d(dt bias).
+        let scratch = 3 * e + 2 * n * N + n * R + 2 * e + n * D + Di * N + 2 * Di + 16 * 11
         return BlockNeeds(scratchFloats: scratch, workspaceBytes: max(ws, kl_norm_bwd_workspace_bytes(Int32(D), Int32(threads))))
     }
 
     func forward(_ c: StepContext, x: FloatPointer, y out: FloatPointer) throws {
-        let n = c.rows, e = n * Di, B = c.batch, T = c.seq, pool = c.pool, w = offsets.map { c.p($0) }
+        let n = c.rows, e = n * Di, B = c.batch, T = c.seq, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         try kernel(kl_rmsnorm_fwd(n, Int32(D), x, w[0], eps, c.a(xn), c.a(rstd), pool), "rmsnorm",
                    cost: Cost.norm(rms: true, n, D, KL_PASS_FORWARD))
-        try kernel(kl_linear_fwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], nil, c.a(xz), 0, pool), "in_proj",
-                   cost: Cost.linear(n, D, 2 * Di, bias: false, KL_PASS_FORWARD))
-        // (B, T, 2, Di) -> (2, B, Di, T): x and z channel-major, as the conv and the scan read them.
-        try kernel(kl_heads_split(Int32(B), Int32(T), 2, Int32(Di), 1, c.a(xz), c.a(xzT), pool), "to channel-major",
-                   cost: Cost.permute(2 * e))
+        // in_proj straight into channel-major x and z (2, B, Di, T), as the conv and the scan read
+        // them: per sequence (Di, T) = W (Di, D) xn_b^T, a transposed GEMM instead of a layout move.
+        for b in 0..<B {
+            let xb = c.a(xn) + b * T * D
+            try gemm(false, true, Di, T, D, w[1], D, xb, D, beta: 0, c.a(xzT) + b * Di * T, T, pool, "in_proj")
+            try gemm(false, true, Di, T, D, w[1] + Di * D, D, xb, D, beta: 0, c.a(xzT) + e + b * Di * T, T, pool, "in_proj")
+        }
         try kernel(kl_conv1d_fwd(Int32(B), Int32(Di), Int32(T), Int32(K), c.a(xzT), w[2], w[3], c.a(xc), pool), "conv1d",
                    cost: Cost.conv1d(B, Di, T, K, KL_PASS_FORWARD))
         try kernel(kl_act_fwd(KL_ACT_SILU, e, c.a(xc), c.a(u), pool), "silu",
@@ -339,11 +344,11 @@ final class MambaBlock: ModelBlock {
 
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws {
         let n = c.rows, e = n * Di, B = c.batch, T = c.seq, pool = c.pool
-        let w = offsets.map { c.p($0) }, dw = offsets.map { c.g($0) }
+        let w = TensorTable(base: c.params, offsets: offsets), dw = TensorTable(base: c.grads, offsets: offsets)
         var cursor = ArenaPlanner()
         func take(_ count: Int) -> FloatPointer { c.scratch + cursor.reserve(count) }
         let dy = take(e), du = take(e), ddelta = take(e), dB = take(n * N), dC = take(n * N), ddtr = take(n * R)
-        let dxzT = take(2 * e), dxz = take(2 * e), dxn = take(n * D), dA = take(Di * N), dD = take(Di), ddb = take(Di)
+        let dxzT = take(2 * e), dxn = take(n * D), dA = take(Di * N), dD = take(Di), ddb = take(Di)
         for b in 0..<B {
             let gb = g + b * T * D, yb = c.a(y) + b * Di * T
             try gemm(true, true, Di, T, D, w[9], Di, gb, D, beta: 0, dy + b * Di * T, T, pool, "out_proj")     // dy_b = Wout^T g_b^T
@@ -381,10 +386,15 @@ final class MambaBlock: ModelBlock {
                    cost: Cost.act(KL_ACT_SILU, e, KL_PASS_BACKWARD))
         try kernel(kl_conv1d_bwd(Int32(B), Int32(Di), Int32(T), Int32(K), c.a(xzT), w[2], du, dxzT, dw[2], dw[3], 1, pool),
                    "conv1d", cost: Cost.conv1d(B, Di, T, K, KL_PASS_BACKWARD))
-        try kernel(kl_heads_merge(Int32(B), Int32(T), 2, Int32(Di), 1, dxzT, dxz, pool), "to channel-major",
-                   cost: Cost.permute(2 * e))
-        try kernel(kl_linear_bwd(n, Int32(D), Int32(2 * Di), c.a(xn), w[1], dxz, dxn, dw[1], nil, 0, pool), "in_proj",
-                   cost: Cost.linear(n, D, 2 * Di, bias: false, KL_PASS_BACKWARD))
+        // in_proj from channel-major dx, dz: dxn_b (T, D) = dx_b^T W_x + dz_b^T W_z; dW_part += d_part,b xn_b.
+        for b in 0..<B {
+            let xb = c.a(xn) + b * T * D, dxb = dxn + b * T * D
+            for part in 0..<2 {
+                let gb = dxzT + part * e + b * Di * T, wp = w[1] + part * Di * D
+                try gemm(true, false, T, D, Di, gb, T, wp, D, beta: part == 0 ? 0 : 1, dxb, D, pool, "in_proj")
+                try gemm(false, false, Di, D, T, gb, T, xb, D, beta: 1, dw[1] + part * Di * D, D, pool, "in_proj")
+            }
+        }
         try kernel(kl_rmsnorm_bwd(n, Int32(D), x, w[0], c.a(rstd), dxn, g, dw[0], 1, c.workspace, c.workspaceBytes, pool),
                    "rmsnorm", cost: Cost.norm(rms: true, n, D, KL_PASS_BACKWARD, accumulate: true))
     }
@@ -424,7 +434,7 @@ final class LSTMBlock: ModelBlock {
     }
 
     func forward(_ c: StepContext, x: FloatPointer, y: FloatPointer) throws {
-        let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }
+        let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets)
         // (B, T, D) -> time-major (T, B, D): each step's rows are contiguous for its GEMM.
         try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), x, c.a(xT), pool), "to time-major",
                    cost: Cost.permute(n * D))
@@ -443,7 +453,7 @@ final class LSTMBlock: ModelBlock {
     }
 
     func backward(_ c: StepContext, x: FloatPointer, g: FloatPointer) throws {
-        let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = offsets.map { c.p($0) }, dw = offsets.map { c.g($0) }
+        let B = c.batch, T = c.seq, n = c.rows, pool = c.pool, w = TensorTable(base: c.params, offsets: offsets), dw = TensorTable(base: c.grads, offsets: offsets)
         let dhs = c.scratch, dgates = dhs + n * D, dcA = dgates + 4 * n * D, dcB = dcA + B * D, dxT = dcB + B * D
         try kernel(kl_heads_split(1, Int32(B), 1, Int32(T), Int32(D), g, dhs, pool), "to time-major",
                    cost: Cost.permute(n * D))
