@@ -27,6 +27,13 @@
 // with D = rowsum(dO * O) recomputed per block (cheaper than an O(L) buffer
 // walk and it keeps the workspace O(tile)). Five gemms per tile against the
 // forward's two: the 2.5x FLOP convention.
+//
+// Layouts: q, k, v, o (and their gradients) are read and written at the
+// call's row strides (kl_attn_layout), so a fused projection's output feeds
+// the kernel in place. Strided rows are packed per block (rows_strided); the
+// arithmetic is the packed call's, so results are bit for bit the same.
+// accumulate = 1 adds dk, dv when a key tile is stored and starts dq from what
+// the caller had; the softmax scale rides on dS so no pass rescales dq or dk.
 #include "attention_common.h"
 #include <string.h>
 
@@ -43,22 +50,31 @@ typedef struct {
     _Atomic int next;
 } fwd_ctx;
 
-typedef struct { float *kt, *vp, *s, *m, *l, *alpha; } fwd_scratch;
+typedef struct { float *kt, *vp, *s, *m, *l, *alpha, *qb, *ob; } fwd_scratch;
+
+// Rows of a layout's tensors can be a projection's width apart (3 H d floats
+// for q, k, v in a fused projection): rows at such a stride map to a few L1
+// sets, so a block of them does not stay in L1 across the key tiles. Such a
+// call copies the query block in and keeps the output block here, contiguous;
+// a packed call reads and writes in place (qb, ob sized 0).
+static int rows_strided(const kl_attn_strides *s, int d) { return s->row != d; }
 
 // Panels are sized for the widest register tile (KL_NR_MAX), so the
 // workspace does not depend on the ISA in use.
-static size_t fwd_scratch_layout(int d, int br, int bcp, char *base, fwd_scratch *out) {
-    size_t sizes[6] = {
+static size_t fwd_scratch_layout(int d, int br, int bcp, int pack_q, int pack_o, char *base, fwd_scratch *out) {
+    size_t sizes[8] = {
         (size_t)d * kl_round_up((size_t)bcp, KL_NR_MAX) * sizeof(float),  // kt: (bc / nr, d, nr)  K tile^T in panels
         kl_round_up((size_t)d, KL_NR_MAX) * bcp * sizeof(float),           // vp: (d / nr, bc, nr)  V tile in panels
         (size_t)KL_MR * bcp * sizeof(float),   // s: (MR, bcp)  scores, then P, of one strip
         (size_t)br * sizeof(float),            // m: (br)       running row max
         (size_t)br * sizeof(float),            // l: (br)       running row sum
         (size_t)KL_MR * sizeof(float),         // alpha: (MR)   rescale factors of a strip
+        pack_q ? (size_t)br * d * sizeof(float) : 0,  // qb: (br, d)  query block (strided q only)
+        pack_o ? (size_t)br * d * sizeof(float) : 0,  // ob: (br, d)  output block (strided o only)
     };
     size_t off = 0;
-    float **slots[6] = {&out->kt, &out->vp, &out->s, &out->m, &out->l, &out->alpha};
-    for (int i = 0; i < 6; i++) {
+    float **slots[8] = {&out->kt, &out->vp, &out->s, &out->m, &out->l, &out->alpha, &out->qb, &out->ob};
+    for (int i = 0; i < 8; i++) {
         if (base) *slots[i] = (float *)(base + off);
         off += kl_round_up(sizes[i], 64);
     }
@@ -71,7 +87,8 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
     const kl_ops *ops = x->ops;
     const int d = g->d, br = x->br, bc = x->bc, bcp = x->bcp;
     fwd_scratch w;
-    fwd_scratch_layout(d, br, bcp, x->ws + (size_t)tid * x->ws_per_thread, &w);
+    const int pack_q = rows_strided(&g->sq, d), pack_o = rows_strided(&g->so, d);
+    fwd_scratch_layout(d, br, bcp, pack_q, pack_o, x->ws + (size_t)tid * x->ws_per_thread, &w);
     int item;
     while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
         // Causal blocks at the end of the sequence see the most keys: start them first.
@@ -79,11 +96,17 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
         int h = bh % g->H, q0 = qb * br, nr = kl_min(br, g->Lq - q0);
         float slope = kl_attn_slope(g, h), slope2 = slope * KL_LOG2E, c2 = g->scale * KL_LOG2E;
         // Rows of q, k, v, o are ldq, ldk, ldv, ldo floats apart (the call's layout).
-        const long ldq = g->sq.row, ldk = g->sk.row, ldv = g->sv.row, ldo = g->so.row;
-        const float *Q = x->q + kl_attn_head(&g->sq, bh, g->H) + q0 * ldq;
+        const long ldk = g->sk.row, ldv = g->sv.row, ldout = g->so.row;
+        const float *Qsrc = x->q + kl_attn_head(&g->sq, bh, g->H) + q0 * g->sq.row;
         const float *K = x->k + kl_attn_head(&g->sk, bh, g->H);
         const float *V = x->v + kl_attn_head(&g->sv, bh, g->H);
-        float *O = x->o + kl_attn_head(&g->so, bh, g->H) + q0 * ldo;
+        float *Oout = x->o + kl_attn_head(&g->so, bh, g->H) + q0 * ldout;
+        // Q and O as the strips read them: in place, or packed (see rows_strided).
+        const float *Q = pack_q ? w.qb : Qsrc;
+        float *O = pack_o ? w.ob : Oout;
+        const long ldq = pack_q ? d : g->sq.row, ldo = pack_o ? d : ldout;
+        if (pack_q)
+            for (int r = 0; r < nr; r++) memcpy(w.qb + (long)r * d, Qsrc + r * g->sq.row, (size_t)d * sizeof(float));
         for (int r = 0; r < nr; r++) memset(O + r * ldo, 0, (size_t)d * sizeof(float));
         for (int r = 0; r < nr; r++) { w.m[r] = -INFINITY; w.l[r] = 0.0f; }
         // Keys any row of the block can see (ranges grow monotonically with i).
@@ -167,6 +190,8 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
                 LSE[r] = isnan(w.l[r]) ? w.l[r] : -INFINITY;
             }
         }
+        if (pack_o)
+            for (int r = 0; r < nr; r++) memcpy(Oout + r * ldout, w.ob + (long)r * d, (size_t)d * sizeof(float));
     }
     (void)nthreads;
 }
@@ -174,7 +199,10 @@ static void fwd_worker(void *vctx, int tid, int nthreads) {
 size_t kl_attn_fused_fwd_workspace(const kl_attn_params *p, int threads) {
     int br, bc;
     kl_attn_tiles_for(p, &br, &bc);
-    return (size_t)threads * fwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(fwd_scratch){0});
+    kl_attn_geom g;
+    kl_attn_geom_init(p, &g);
+    return (size_t)threads * fwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), rows_strided(&g.sq, g.d),
+                                                rows_strided(&g.so, g.d), NULL, &(fwd_scratch){0});
 }
 
 kl_status kl_attn_fused_fwd(const kl_attn_params *p, const float *q, const float *k, const float *v,
@@ -208,6 +236,7 @@ typedef struct {
     char *ws;
     size_t ws_per_thread;
     float *dq_part;        // (B H (S - 1), Lq, d) dQ partials of splits s > 0, or NULL
+    int pack;              // strided q, o or k rows: blocks packed per pair (bwd_scratch_layout)
     int br, bc, bcp, items;
     int splits;            // S: key-tile splits per head
     _Atomic int next;
@@ -226,10 +255,14 @@ static int bwd_splits(const kl_attn_params *p, int threads, int kv_block) {
     return kl_min(threads / (int)a, tiles);
 }
 
-typedef struct { float *kt, *vt, *p, *ds, *dk, *dv, *dd; } bwd_scratch;
+typedef struct { float *kt, *vt, *p, *ds, *dk, *dv, *dd, *qb, *dob, *dqb, *kc; } bwd_scratch;
 
-static size_t bwd_scratch_layout(int d, int br, int bcp, char *base, bwd_scratch *out) {
-    size_t sizes[7] = {
+// pack: the call's q, o or k rows are strided (rows_strided), so each (key
+// tile, query block) pair copies its q, dout and dq blocks and each key tile
+// its K rows here (the forward's reason; dq is copied back after the pair).
+static size_t bwd_scratch_layout(int d, int br, int bcp, int pack, char *base, bwd_scratch *out) {
+    size_t blk = pack ? (size_t)br * d * sizeof(float) : 0;
+    size_t sizes[11] = {
         (size_t)d * bcp * sizeof(float),    // kt: (d, bcp)   K tile transposed
         (size_t)d * bcp * sizeof(float),    // vt: (d, bcp)   V tile transposed
         (size_t)br * bcp * sizeof(float),   // p: (br, bcp)   probabilities of a query block
@@ -237,10 +270,13 @@ static size_t bwd_scratch_layout(int d, int br, int bcp, char *base, bwd_scratch
         (size_t)bcp * d * sizeof(float),    // dk: (bc, d)    dK tile accumulator
         (size_t)bcp * d * sizeof(float),    // dv: (bc, d)    dV tile accumulator
         (size_t)br * sizeof(float),         // dd: (br)       D = rowsum(dO * O)
+        blk, blk, blk,                      // qb, dob, dqb: (br, d) q, dout and dq blocks (strided only)
+        pack ? (size_t)bcp * d * sizeof(float) : 0,  // kc: (bc, d) K tile rows (strided only)
     };
-    float **slots[7] = {&out->kt, &out->vt, &out->p, &out->ds, &out->dk, &out->dv, &out->dd};
+    float **slots[11] = {&out->kt, &out->vt, &out->p, &out->ds, &out->dk, &out->dv, &out->dd,
+                         &out->qb, &out->dob, &out->dqb, &out->kc};
     size_t off = 0;
-    for (int i = 0; i < 7; i++) {
+    for (int i = 0; i < 11; i++) {
         if (base) *slots[i] = (float *)(base + off);
         off += kl_round_up(sizes[i], 64);
     }
@@ -253,7 +289,8 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
     const kl_ops *ops = x->ops;
     const int d = g->d, br = x->br, bc = x->bc, bcp = x->bcp;
     bwd_scratch w;
-    bwd_scratch_layout(d, br, bcp, x->ws + (size_t)tid * x->ws_per_thread, &w);
+    const int pack = x->pack;
+    bwd_scratch_layout(d, br, bcp, pack, x->ws + (size_t)tid * x->ws_per_thread, &w);
     int item;
     const int S = x->splits;
     while ((item = atomic_fetch_add(&x->next, 1)) < x->items) {
@@ -271,6 +308,8 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
         float *dK = x->dk + kl_attn_head(&g->sk, bh, g->H), *dV = x->dv + kl_attn_head(&g->sv, bh, g->H);
         if (split > 0 || !g->accumulate)
             for (int i = 0; i < g->Lq; i++) memset(dQ + i * ldp, 0, (size_t)d * sizeof(float));
+        const int one_block = g->Lq <= br;
+        int head_packed = 0;
         for (int j0 = split * bc; j0 < g->Lk; j0 += S * bc) {
             int nc = kl_min(bc, g->Lk - j0);
             memset(w.dk, 0, (size_t)nc * d * sizeof(float));
@@ -286,7 +325,26 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                 if (!packed) {
                     ops->transpose(K + j0 * ldk, nc, d, ldk, w.kt, bcp);  // kt: (d, bcp) = K tile^T
                     ops->transpose(V + j0 * ldv, nc, d, ldv, w.vt, bcp);
+                    if (pack)
+                        for (int c = 0; c < nc; c++) memcpy(w.kc + (long)c * d, K + (j0 + c) * ldk, (size_t)d * sizeof(float));
                     packed = 1;
+                }
+                // This pair's operands: in place, or packed blocks (lda d).
+                const float *Kt = pack ? w.kc : K + j0 * ldk, *Qb = Q + q0 * ldq, *dOb = dO + q0 * ldo;
+                float *dQb = dQ + q0 * ldp;
+                long ldkt = pack ? d : ldk, ldqb = ldq, ldob = ldo, lddq = ldp;
+                if (pack) {
+                    // One query block per head (Lq <= br, training's usual case): packed once per head and
+                    // dq written back once, not once per key tile.
+                    if (!(one_block && head_packed))
+                        for (int r = 0; r < nr; r++) {
+                            memcpy(w.qb + (long)r * d, Qb + r * ldq, (size_t)d * sizeof(float));
+                            memcpy(w.dob + (long)r * d, dOb + r * ldo, (size_t)d * sizeof(float));
+                            memcpy(w.dqb + (long)r * d, dQb + r * ldp, (size_t)d * sizeof(float));
+                        }
+                    head_packed = 1;
+                    Qb = w.qb; dOb = w.dob; dQb = w.dqb;
+                    ldqb = ldob = lddq = d;
                 }
                 int active = 0;  // rows with visible keys in this tile
                 for (int r0 = 0; r0 < nr; r0 += KL_MR) {
@@ -306,9 +364,9 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                     }
                     active = 1;
                     // P = exp(scale * Q K^T + bias - lse), masked
-                    kl_gemm_tiled(ops, mr, nc, d, Q + (q0 + r0) * ldq, ldq, 1, w.kt, bcp, P, bcp, NULL, 0);
+                    kl_gemm_tiled(ops, mr, nc, d, Qb + r0 * ldqb, ldqb, 1, w.kt, bcp, P, bcp, NULL, 0);
                     // dP = dO V^T
-                    kl_gemm_tiled(ops, mr, nc, d, dO + (q0 + r0) * ldo, ldo, 1, w.vt, bcp, dS, bcp, NULL, 0);
+                    kl_gemm_tiled(ops, mr, nc, d, dOb + r0 * ldob, ldob, 1, w.vt, bcp, dS, bcp, NULL, 0);
                     for (int r = 0; r < mr; r++) {
                         int i = q0 + r0 + r;
                         float *pr = P + (long)r * bcp, *dsr = dS + (long)r * bcp;
@@ -328,12 +386,14 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                         ops->scale(dsr + lo[r], hi[r] - lo[r], g->scale);
                     }
                     // dQ_strip += dS (mr, nc) K_tile (nc, d)
-                    kl_gemm_tiled(ops, mr, d, nc, dS, bcp, 1, K + j0 * ldk, ldk, dQ + (q0 + r0) * ldp, ldp, NULL, 1);
+                    kl_gemm_tiled(ops, mr, d, nc, dS, bcp, 1, Kt, ldkt, dQb + r0 * lddq, lddq, NULL, 1);
                 }
+                if (pack && !one_block)
+                    for (int r = 0; r < nr; r++) memcpy(dQ + (q0 + r) * ldp, w.dqb + (long)r * d, (size_t)d * sizeof(float));
                 if (!active) continue;
                 // dV (nc, d) += P^T (nc, nr) dO (nr, d);  dK (nc, d) += dS^T (nc, nr) Q (nr, d)
-                kl_gemm_tiled(ops, nc, d, nr, w.p, 1, bcp, dO + q0 * ldo, ldo, w.dv, d, NULL, 1);
-                kl_gemm_tiled(ops, nc, d, nr, w.ds, 1, bcp, Q + q0 * ldq, ldq, w.dk, d, NULL, 1);
+                kl_gemm_tiled(ops, nc, d, nr, w.p, 1, bcp, dOb, ldob, w.dv, d, NULL, 1);
+                kl_gemm_tiled(ops, nc, d, nr, w.ds, 1, bcp, Qb, ldqb, w.dk, d, NULL, 1);
             }
             for (int c = 0; c < nc; c++) {
                 float *dv = dV + (j0 + c) * ldv, *dk = dK + (j0 + c) * ldk;
@@ -346,6 +406,8 @@ static void bwd_worker(void *vctx, int tid, int nthreads) {
                 }
             }
         }
+        if (pack && one_block && head_packed)
+            for (int r = 0; r < g->Lq; r++) memcpy(dQ + r * ldp, w.dqb + (long)r * d, (size_t)d * sizeof(float));
     }
     (void)nthreads;
 }
@@ -367,11 +429,17 @@ static void bwd_reduce_worker(void *vctx, int tid, int nthreads) {
     }
 }
 
+static int bwd_pack(const kl_attn_params *p) {
+    kl_attn_geom g;
+    kl_attn_geom_init(p, &g);
+    return rows_strided(&g.sq, g.d) || rows_strided(&g.so, g.d) || rows_strided(&g.sk, g.d);
+}
+
 // Per-thread tile scratch, then the dQ partials of split heads.
 size_t kl_attn_fused_bwd_workspace(const kl_attn_params *p, int threads) {
     int br, bc;
     kl_attn_tiles_for(p, &br, &bc);
-    size_t per_thread = bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), NULL, &(bwd_scratch){0});
+    size_t per_thread = bwd_scratch_layout(p->head_dim, br, (int)kl_round_up((size_t)bc, 16), bwd_pack(p), NULL, &(bwd_scratch){0});
     int S = bwd_splits(p, threads, bc);
     size_t parts = (size_t)(S - 1) * p->batch * p->heads * p->q_len * p->head_dim * sizeof(float);
     return (size_t)threads * per_thread + parts;
@@ -392,7 +460,8 @@ kl_status kl_attn_fused_bwd(const kl_attn_params *p, const float *q, const float
     x.q = q; x.k = k; x.v = v; x.o = o; x.lse = lse; x.dout = dout;
     x.dq = dq; x.dk = dk; x.dv = dv;
     x.ws = ws;
-    x.ws_per_thread = bwd_scratch_layout(x.g.d, x.br, x.bcp, NULL, &(bwd_scratch){0});
+    x.pack = bwd_pack(p);
+    x.ws_per_thread = bwd_scratch_layout(x.g.d, x.br, x.bcp, x.pack, NULL, &(bwd_scratch){0});
     x.splits = bwd_splits(p, T, x.bc);
     x.dq_part = x.splits > 1 ? (float *)((char *)ws + (size_t)T * x.ws_per_thread) : NULL;
     x.items = x.g.B * x.g.H * x.splits;

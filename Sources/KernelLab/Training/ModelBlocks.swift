@@ -146,9 +146,13 @@ final class AttentionBlock: ModelBlock {
     /// q, k, v read in place from the projection's (B, T, 3, H, dh) output,
     /// o written as (B, T, H, dh) for the out projection: no layout moves.
     private func withParams<R>(_ c: StepContext, _ body: (UnsafePointer<kl_attn_params>) throws -> R) rethrows -> R {
-        var layout = Attention.packedQKVLayout(length: c.seq, heads: H, headDim: dh)
+        try withParams(batch: c.batch, seq: c.seq, body)
+    }
+
+    private func withParams<R>(batch: Int, seq: Int, _ body: (UnsafePointer<kl_attn_params>) throws -> R) rethrows -> R {
+        var layout = Attention.packedQKVLayout(length: seq, heads: H, headDim: dh)
         return try withUnsafePointer(to: &layout) { layout in
-            var p = kl_attn_params(batch: Int32(c.batch), heads: Int32(H), q_len: Int32(c.seq), kv_len: Int32(c.seq),
+            var p = kl_attn_params(batch: Int32(batch), heads: Int32(H), q_len: Int32(seq), kv_len: Int32(seq),
                                    head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes,
                                    windows: windows, tiles: nil, layout: layout, accumulate: 0)
             return try withUnsafePointer(to: &p) { try body($0) }
@@ -173,11 +177,11 @@ final class AttentionBlock: ModelBlock {
         if position == .rope {
             ropeTable = arena.reserve(seq * rotary)
         }
-        var p = kl_attn_params(batch: Int32(batch), heads: Int32(H), q_len: Int32(seq), kv_len: Int32(seq),
-                               head_dim: Int32(dh), causal: 1, scale: 0, alibi_slopes: slopes, windows: windows, tiles: nil, layout: nil, accumulate: 0)
-        let ws = max(kl_attn_fwd_workspace_bytes(&p, KL_IMPL_FUSED, Int32(threads)),
-                     kl_attn_bwd_workspace_bytes(&p, KL_IMPL_FUSED, Int32(threads)),
-                     kl_norm_bwd_workspace_bytes(Int32(D), Int32(threads)))
+        let ws = withParams(batch: batch, seq: seq) { p in
+            max(kl_attn_fwd_workspace_bytes(p, KL_IMPL_FUSED, Int32(threads)),
+                kl_attn_bwd_workspace_bytes(p, KL_IMPL_FUSED, Int32(threads)),
+                kl_norm_bwd_workspace_bytes(Int32(D), Int32(threads)))
+        }
         // Backward scratch: dact (n F), then dln, dom (n D each) and dqkv (3 n D).
         return BlockNeeds(scratchFloats: n * F + 2 * n * D + 3 * n * D + 64, workspaceBytes: ws)
     }
