@@ -1,5 +1,5 @@
 # KernelLab: the commands people type.
-#   make report   roofline report and fused-vs-unfused tables for this machine (reports/)
+#   make report   roofline report, fused-vs-unfused tables and the layer kernels for this machine (reports/)
 #   make test     build and run the test suite
 #   make sanitize the test suite under ASan (Swift and C) and UBSan (C), every ISA
 #   make fuzz     the file readers under libFuzzer + ASan, FUZZ_SECONDS each (reports/fuzz/)
@@ -24,7 +24,7 @@ DEB_PKGS    := libopenblas-dev libnuma-dev pkg-config
 BIN_RELEASE := .build/release/kernel-lab
 
 .PHONY: copy copy-paper beyond text-deps mambapy-venv
-.PHONY: all deps build release test sanitize report roofline-report attention-report scan-report ceilings validate-traffic \
+.PHONY: all deps build release test sanitize report roofline-report attention-report scan-report layers ceilings validate-traffic \
         bench bench-baseline bench-check bench-ci bench-ci-baseline fuzz clean
 
 all: build
@@ -124,11 +124,18 @@ fuzz: deps
 # Profiles/machines/), the roofline report of the default suite, and the
 # fused-vs-unfused tables of both kernels. Ends with the report's location and
 # its five-line summary.
-report: roofline-report attention-report scan-report
+report: roofline-report attention-report scan-report layers
 	@echo
 	@echo "roofline report: $(REPORTS)/roofline/roofline.html (also .md .svg .json .csv)"
 	@echo "tables:          $(REPORTS)/attention.md $(REPORTS)/scan.md"
+	@echo "layer kernels:   $(REPORTS)/layers/layers.md, layers-roofline.svg"
 	@cat $(REPORTS)/roofline/summary.txt
+
+# The memory-bound layer kernels past the caches, on 1 thread: GB/s against
+# the DRAM triad and their place on the roofline (README: "Measured: the layer
+# kernels against the DRAM triad").
+layers: release
+	@$(BIN_RELEASE) layers --threads 1 --out $(REPORTS)/layers
 
 roofline-report: release
 	@mkdir -p $(REPORTS)/roofline

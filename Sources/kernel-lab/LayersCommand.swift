@@ -17,14 +17,16 @@ struct LayersCommand: ParsableCommand {
 
     @Option(help: "Elements (default 2^24: 64 MiB per array).") var count = 1 << 24
     @Option(help: "Row length of the norms.") var dim = 1024
-    @Option(help: "Vocabulary of the cross-entropy.") var vocabulary = 8192
+    @Option(parsing: .upToNextOption, help: "Vocabularies of the cross-entropy.") var vocabularies = [32, 8192, 50257]
     @Option(help: "Threads (default: all CPUs).") var threads: Int?
     @Option(help: "Timed calls per kernel.") var repeats = 9
     @Option(help: "Untimed calls first.") var warmup = 2
+    @Option(help: "Also write layers.md, .csv and a roofline SVG into this directory.") var out: String?
 
     func validate() throws {
         try validateThreads(threads)
-        for (name, value) in [("--count", count), ("--dim", dim), ("--vocabulary", vocabulary), ("--repeats", repeats)] where value < 1 {
+        for (name, value) in [("--count", count), ("--dim", dim), ("--repeats", repeats)] + vocabularies.map({ ("--vocabularies", $0) })
+        where value < 1 {
             throw ValidationError("\(name) must be positive, got \(value)")
         }
         if dim > count { throw ValidationError("--dim (\(dim)) must be <= --count (\(count))") }
@@ -33,7 +35,7 @@ struct LayersCommand: ParsableCommand {
 
     func run() throws {
         var config = LayersBenchmark.Config()
-        (config.count, config.dim, config.vocabulary) = (count, dim, vocabulary)
+        (config.count, config.dim, config.vocabularies) = (count, dim, vocabularies)
         (config.threads, config.repeats, config.warmup) = (threadsOrAllCPUs(threads), repeats, warmup)
         let system = try SystemInfo.current()
         let profile = try MachineProfile.load(for: system)
@@ -41,12 +43,28 @@ struct LayersCommand: ParsableCommand {
         let r = try LayersBenchmark.run(config, progress: terminalProgress())
         print("layer kernels, \(system.activeISA.rawValue), \(config.threads) thread(s), \(count) elements"
               + (triad.map { String(format: ", DRAM triad %.1f GB/s", $0) } ?? " (no machine profile: run make report for 'of triad')"))
-        print("kernel                     median ms    GB/s  of triad")
+        print("kernel                            median ms    GB/s  of triad")
         for row in r.rows {
             let of = triad.map { String(format: "%7.0f%%", 100 * row.gbs / $0) } ?? "       -"
-            let name = row.name.padding(toLength: 25, withPad: " ", startingAt: 0)
+            let name = row.name.padding(toLength: 32, withPad: " ", startingAt: 0)
             print(name + String(format: "  %9.3f  %6.1f  ", row.samples.median * 1e3, row.gbs) + of)
         }
         print(String(format: "adamw: fused over unfused %.2fx (median of per-call ratios)", r.adamwSpeedup))
+        if let out {
+            let roofs = triad.flatMap { t in
+                profile.flatMap { TrainBenchmark.Roofs(profile: $0, isa: system.activeISA, threads: config.threads) }
+                    .map { LayersBenchmark.Roofs(triadGBs: t, roofs: $0) }
+            }
+            let header = "# Layer kernels against the memory roofs\n\n\(system.cpuModel); \(system.activeISA.rawValue), "
+                + "\(config.threads) thread(s), \(count) elements (norms on rows of \(dim)), median of \(repeats) calls after \(warmup). "
+                + "Bytes and FLOPs are each kernel's cost model (inputs read once, outputs written once, as STREAM counts); "
+                + (roofs.map { String(format: "DRAM triad %.1f GB/s, DRAM read %.1f, L3 read %.1f GB/s, peak %.0f GFLOP/s (Profiles/machines/).",
+                                      $0.triadGBs, $0.roofs.dramGBs, $0.roofs.l3GBs, $0.roofs.peakGflops) }
+                   ?? "no machine profile (run make report for the roofs).")
+            for path in try LayersBenchmark.write(r, header: header, caption: "\(system.cpuModel), \(system.activeISA.rawValue)",
+                                                  roofs: roofs, to: out) {
+                print("wrote \(path)")
+            }
+        }
     }
 }

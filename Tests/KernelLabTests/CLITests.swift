@@ -310,13 +310,23 @@ final class CLITests: TemporaryDirectoryTestCase {
 
     /// `kernel-lab layers` prints a row per kernel and AdamW's fused/unfused ratio.
     func testExecutableLayersTable() throws {
-        let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabulary", "100", "--threads", "2",
-                              "--repeats", "1", "--warmup", "0"])
+        let out = path("layers-report")
+        let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabularies", "32", "100", "--threads", "2",
+                              "--repeats", "1", "--warmup", "0", "--out", out])
         XCTAssertEqual(run.status, 0, run.stderr)
-        for name in ["silu forward", "gelu_tanh backward", "layernorm backward", "cross-entropy + gradient", "adamw unfused (4 passes)"] {
+        for name in ["silu forward", "gelu_tanh backward", "layernorm backward", "cross-entropy + gradient V32",
+                     "cross-entropy + gradient V100", "adamw unfused (4 passes)"] {
             XCTAssertTrue(run.stdout.contains(name), "\(name) missing: \(run.stdout)")
         }
         XCTAssertTrue(run.stdout.contains("adamw: fused over unfused"), run.stdout)
+        // The report: a table row and a chart point per kernel (every one has FLOPs in its cost model).
+        let table = try String(contentsOfFile: out + "/layers.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("| cross-entropy + gradient V100 |") && table.contains("| adamw fused |"), table)
+        let csv = try String(contentsOfFile: out + "/layers.csv", encoding: .utf8)
+        XCTAssertEqual(csv.split(separator: "\n").count, 1 + table.split(separator: "\n").filter { $0.hasPrefix("| ") && !$0.hasPrefix("| kernel") }.count)
+        let svg = try String(contentsOfFile: out + "/layers-roofline.svg", encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<?xml") || svg.hasPrefix("<svg"), String(svg.prefix(80)))
+        XCTAssertTrue(svg.contains("silu forward") && svg.contains("adamw unfused"), "labels on the chart")
         let bad = try launch(["layers", "--count", "10", "--dim", "64"])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("--dim (64) must be <= --count (10)"), bad.stderr)

@@ -94,7 +94,31 @@ final class CrossEntropyTests: XCTestCase {
         XCTAssertThrows(.shapeMismatch(argument: "gradient", expected: "(2, 4) (logits' shape)", got: "(8,)"),
                         try CrossEntropy.compute(logits: logits, targets: [0, 1], gradient: try Tensor(shape: [8])))
         let cost = try CrossEntropy.cost(rows: 10, vocabulary: 32)
-        XCTAssertEqual(cost.exps, 640)
+        XCTAssertEqual(cost.exps, 320, "one exp per logit: the gradient pass reuses the stored exps")
+        XCTAssertEqual(cost.flops, 5 * 320)
         XCTAssertEqual(cost.minBytes, 4 * 320 * 2 + 120)
+    }
+
+    /// -inf logits (a masked vocabulary) get a zero gradient (below 1e-30: the vector
+    /// exp clamps its input near -87, giving a denormal, not 0); a NaN
+    /// logit makes its row's loss and gradient NaN (the max's lane reduction keeps it).
+    func testInfiniteAndNaNLogitsOnEveryISA() throws {
+        let original = try ISA.active
+        defer { try? ISA.set(original) }
+        for isa in ISA.supported {
+            try ISA.set(isa)
+            for V in [32, 40, 7] {
+                var z = (0..<(3 * V)).map { Float(($0 * 37) % 11) * 0.25 - 1 }
+                z[1] = -.infinity; z[V - 1] = -.infinity   // row 0: two masked classes
+                z[V + 3] = .nan                           // row 1: a NaN
+                let logits = try Tensor(shape: [3, V], values: z), grad = try Tensor(shape: [3, V])
+                let loss = try CrossEntropy.compute(logits: logits, targets: [0, 0, 2], gradient: grad)
+                let g = grad.toArray()
+                XCTAssertTrue(loss.meanLoss.isNaN && loss.losses[1].isNaN && loss.losses[0].isFinite, "\(isa) V=\(V): a NaN logit makes its row NaN")
+                XCTAssertTrue(g[0..<V].allSatisfy(\.isFinite) && abs(g[1]) < 1e-30 && abs(g[V - 1]) < 1e-30, "\(isa) V=\(V): row 0 \(Array(g[0..<V]))")
+                XCTAssertTrue(g[V..<(2 * V)].allSatisfy(\.isNaN), "\(isa) V=\(V): row 1 must be NaN")
+                XCTAssertTrue(g[(2 * V)...].allSatisfy(\.isFinite), "\(isa) V=\(V): row 2")
+            }
+        }
     }
 }

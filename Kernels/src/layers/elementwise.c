@@ -410,16 +410,16 @@ kl_status kl_cross_entropy(long rows, int V, const float *logits, const int32_t 
     return KL_OK;
 }
 
-// Per logit: 1 (max) + 3 (subtract, exp, add) for the loss, 3 more (the exp
-// recomputed, the multiply) for the gradient; exps 1 or 2. Bytes: the logits
-// once (a row of V <= 16K floats stays in L2 between the passes), dlogits
-// written once; targets, mask and losses: 12 bytes per row.
+// Per logit: 1 (max) + 3 (subtract, exp, add) for the loss, 1 more (the
+// multiply by g / sum of the stored exps) for the gradient; one exp either
+// way. Bytes: the logits once (a row of V <= 16K floats stays in L2 between
+// the passes), dlogits written once; targets, mask and losses: 12 bytes per row.
 kl_status kl_cross_entropy_cost(long rows, int V, int with_grad, kl_cost *out) {
     if (!out) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy cost: out is NULL");
     if (rows < 0 || V < 1) return kl_fail(KL_ERR_INVALID_ARGUMENT, "cross_entropy cost: need rows >= 0 and V >= 1");
     double e = (double)rows * V;
-    out->flops = e * (with_grad ? 7.0 : 4.0);
-    out->exps = e * (with_grad ? 2.0 : 1.0);
+    out->flops = e * (with_grad ? 5.0 : 4.0);
+    out->exps = e;
     out->min_bytes = 4.0 * e * (with_grad ? 2.0 : 1.0) + 12.0 * (double)rows;
     out->dram_bytes = out->l3_bytes = out->l2_bytes = out->min_bytes;
     return KL_OK;

@@ -147,6 +147,15 @@ public enum TrainBenchmark {
             self.init(peakGflops: peak, l3GBs: l3, dramGBs: dram)
         }
 
+        /// The L3 and DRAM roofs as dashed lines over intensities a little wider than `xs`.
+        func series(spanning xs: [Double]) -> [LinePlot.Series] {
+            let lo = min(xs.min() ?? 0.1, 0.1) / 2, hi = max(xs.max() ?? 100, peakGflops / dramGBs) * 2
+            return [("L3 roof", l3GBs), ("DRAM roof", dramGBs)].map { name, bw in
+                LinePlot.Series(name: name + String(format: " %.0f GB/s", bw),
+                                points: [(x: lo, y: lo * bw), (x: peakGflops / bw, y: peakGflops), (x: hi, y: peakGflops)], dashed: true)
+            }
+        }
+
         /// The roof an op of this intensity meets when its bytes stream from `bandwidth`.
         func attainable(_ intensity: Double, _ bandwidth: Double) -> Double { min(peakGflops, intensity * bandwidth) }
     }
@@ -256,15 +265,7 @@ public enum TrainBenchmark {
             return LinePlot.Series(name: scope, points: mine.map { (x: $0.intensity!, y: $0.gflops!) },
                                    labels: mine.map { $0.name + String(format: " %.0f%%", 100 * $0.secondsPerStep / max(total, 1e-12)) })
         }
-        if let roofs {
-            let xs = placed.compactMap(\.intensity)
-            let lo = min(xs.min() ?? 0.1, 0.1) / 2, hi = max(xs.max() ?? 100, roofs.peakGflops / roofs.dramGBs) * 2
-            for (name, bw) in [("L3 roof", roofs.l3GBs), ("DRAM roof", roofs.dramGBs)] {
-                let ridge = roofs.peakGflops / bw
-                series.append(.init(name: name + String(format: " %.0f GB/s", bw),
-                                    points: [(x: lo, y: lo * bw), (x: ridge, y: roofs.peakGflops), (x: hi, y: roofs.peakGflops)], dashed: true))
-            }
-        }
+        if let roofs { series += roofs.series(spanning: placed.compactMap(\.intensity)) }
         return LinePlot.svg([
             LinePlot(title: "\(r.model) training step, \(r.threads) thread(s): ops on the roofline", xLabel: "FLOPs per modelled byte",
                      yLabel: "GFLOP/s", logX: true, logY: true, series: series),
