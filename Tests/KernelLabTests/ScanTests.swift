@@ -1,5 +1,5 @@
 import Foundation
-import KernelLab
+@testable import KernelLab
 import XCTest
 
 /// The inputs of one small scan, every optional input given.
@@ -506,5 +506,35 @@ final class ScanCLITests: TemporaryDirectoryTestCase {
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.stderr.contains("delta-bias"), bad.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("out2.npy")))
+    }
+}
+
+/// The scan's one description (`ScanProblem`), which the benchmark, the
+/// roofline runner and the traffic probe time: Mamba's defaults, and a run
+/// of either pass that matches the public API called directly.
+final class ScanProblemTests: XCTestCase {
+    func testInputsAreMambasDefaultsAndBothPassesRun() throws {
+        let shape = try ScanShape(batch: 1, channels: 20, seqLen: 37, state: 4)
+        let problem = try ScanProblem(shape: shape, seed: 3, backward: true)
+        // softplus(delta_bias) in Mamba's dt range [1e-3, 1e-1].
+        func softplus(_ x: Float) -> Float { log1p(exp(x)) }
+        for b in problem.deltaBias.toArray() {
+            XCTAssertTrue(softplus(b) >= 0.99e-3 && softplus(b) <= 1.01e-1, "delta_bias \(b): softplus \(softplus(b))")
+        }
+        XCTAssertEqual(Array(problem.A.toArray().prefix(4)), [-1, -2, -3, -4])
+        XCTAssertTrue(problem.delta.toArray().allSatisfy { ScanProblem.deltaRange.contains($0) })
+        let pool = try ThreadPool(threads: 2), workspace = try Workspace()
+        for impl in KernelImpl.allCases {
+            for pass in KernelPass.allCases {
+                try workspace.ensure(bytes: try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: 2))
+            }
+            try problem.forward(impl: impl, saving: true, pool: pool, workspace: workspace)
+            let (out, _, _) = try Scan.forward(u: problem.u, delta: problem.delta, A: problem.A, B: problem.B, C: problem.C,
+                                                D: problem.D, z: problem.z, deltaBias: problem.deltaBias,
+                                                options: problem.options, impl: impl, pool: pool)
+            XCTAssertEqual(problem.out.toArray(), out.toArray(), "\(impl) forward")
+            try problem.backward(impl: impl, pool: pool, workspace: workspace)
+            XCTAssertTrue(problem.du.toArray().allSatisfy(\.isFinite) && problem.dA.toArray().contains { $0 != 0 }, "\(impl) backward")
+        }
     }
 }

@@ -4,11 +4,8 @@ import Foundation
 /// implementation and pass, plus an OpenBLAS sgemm of the same thread count
 /// as reference.
 ///
-/// Inputs follow Mamba's defaults: D, z and delta_bias are given, softplus
-/// is on, A[d, n] = -(n + 1) (Mamba's S4D-real initialization), delta is
-/// uniform in [-3, 1] and delta_bias in [-6.9, -2.25] (softplus⁻¹ of Mamba's
-/// dt range 0.001...0.1), so delta' stays in a stable range. There is no h0
-/// and no gradient into the last state, as in training.
+/// Inputs follow Mamba's defaults (`ScanProblem`, the op's one description,
+/// which the roofline runner and the traffic probe time too).
 ///
 /// A backward pass is timed alone, as in training: the forward runs once,
 /// untimed, saving its chunk states, and the fused backward reuses them. Its
@@ -60,26 +57,11 @@ public struct ScanBenchmark: Sendable {
         try validateBenchmarkSettings(impls: impls, passes: passes, warmup: warmup, repeats: repeats)
         let pool = try ThreadPool(threads: threads)
         let isa = try ISA.active
-        let options = ScanOptions(deltaSoftplus: true)
 
         let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
             try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
         })
-        let inputs = try ScanBenchmarkInputs(shape: shape, seed: seed)
-        let out = try Tensor(shape: shape.sequenceShape)
-        let lastState = try Tensor(shape: shape.stateShape)
-        let needsBackward = passes.contains(.backward)
-        func backwardOnly(_ shape: [Int]) -> [Int] { needsBackward ? shape : [0] }
-        let saved = try Tensor(shape: backwardOnly(Scan.savedStatesShape(shape)))
-        let gradOut = try Tensor.random(shape: backwardOnly(shape.sequenceShape), seed: seed &+ 10)
-        let du = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        let ddelta = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        let dA = try Tensor(shape: backwardOnly(shape.transitionShape))
-        let dB = try Tensor(shape: backwardOnly(shape.projectionShape))
-        let dC = try Tensor(shape: backwardOnly(shape.projectionShape))
-        let dD = try Tensor(shape: backwardOnly(shape.channelShape))
-        let dz = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        let ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
+        let problem = try ScanProblem(shape: shape, seed: seed, backward: passes.contains(.backward))
 
         let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
@@ -92,28 +74,16 @@ public struct ScanBenchmark: Sendable {
                 switch pass {
                 case .forward:
                     samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try Scan.forward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
-                                         D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
-                                         into: out, lastState: lastState,
-                                         options: options, impl: impl, pool: pool, workspace: workspace)
+                        try problem.forward(impl: impl, pool: pool, workspace: workspace)
                     }
-                    Benchmark.blackHole(out[0])
+                    Benchmark.blackHole(problem.out[0])
                 case .backward:
-                    let savedStates = impl == .fused ? saved : nil
-                    savedBytes = (savedStates?.count ?? 0) * MemoryLayout<Float>.stride
-                    try Scan.forward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
-                                     D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
-                                     into: out, lastState: lastState, saved: savedStates,
-                                     options: options, impl: impl, pool: pool, workspace: workspace)
+                    savedBytes = (problem.savedStates(for: impl)?.count ?? 0) * MemoryLayout<Float>.stride
+                    try problem.forward(impl: impl, saving: true, pool: pool, workspace: workspace)
                     samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try Scan.backward(u: inputs.u, delta: inputs.delta, A: inputs.A, B: inputs.B, C: inputs.C,
-                                          D: inputs.D, z: inputs.z, deltaBias: inputs.deltaBias,
-                                          gradOut: gradOut, saved: savedStates,
-                                          into: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC,
-                                          dD: dD, dz: dz, ddeltaBias: ddeltaBias,
-                                          options: options, impl: impl, pool: pool, workspace: workspace)
+                        try problem.backward(impl: impl, pool: pool, workspace: workspace)
                     }
-                    Benchmark.blackHole(du[0])
+                    Benchmark.blackHole(problem.du[0])
                 }
                 let cost = try Scan.cost(shape: shape, impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
@@ -126,24 +96,6 @@ public struct ScanBenchmark: Sendable {
             }
         }
         return ScanBenchmarkReport(results: results, sgemm: sgemm)
-    }
-}
-
-/// The random inputs of a scan benchmark, with Mamba's defaults (see `ScanBenchmark`).
-private struct ScanBenchmarkInputs {
-    let u, delta, A, B, C, D, z, deltaBias: Tensor
-
-    init(shape: ScanShape, seed: UInt64) throws {
-        u = try Tensor.random(shape: shape.sequenceShape, seed: seed)
-        delta = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 1, range: -3...1)
-        let n = shape.state
-        A = try Tensor(shape: shape.transitionShape,
-                       values: (0..<shape.channels * n).map { -Float($0 % n + 1) })
-        B = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 2)
-        C = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 3)
-        D = try Tensor(shape: shape.channelShape, values: [Float](repeating: 1, count: shape.channels))
-        z = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 4)
-        deltaBias = try Tensor.random(shape: shape.channelShape, seed: seed &+ 5, range: -6.9 ... -2.25)
     }
 }
 

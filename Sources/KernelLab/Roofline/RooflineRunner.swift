@@ -126,41 +126,13 @@ private struct AttentionCase {
     }
 }
 
-/// The tensors of one scan case, allocated once. Inputs follow Mamba's
-/// defaults as `ScanBenchmark` does: D, z and delta_bias given, softplus on,
-/// A[d, n] = -(n + 1), delta in [-3, 1], delta_bias in [-6.9, -2.3].
+/// One scan case: the op's one description (`ScanProblem`), timed per run.
 private struct ScanCase {
-    let shape: ScanShape
-    let options = ScanOptions(deltaSoftplus: true)
-    let u, delta, A, B, C, D, z, deltaBias: Tensor
-    let out, lastState, saved: Tensor
-    let gradOut, du, ddelta, dA, dB, dC, dD, dz, ddeltaBias: Tensor
+    let problem: ScanProblem
+    var shape: ScanShape { problem.shape }
 
     init(shape: ScanShape, runs: [RooflineRun], seed: UInt64) throws {
-        self.shape = shape
-        u = try Tensor.random(shape: shape.sequenceShape, seed: seed)
-        delta = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 1, range: -3...1)
-        let n = shape.state
-        A = try Tensor(shape: shape.transitionShape, values: (0..<shape.channels * n).map { -Float($0 % n + 1) })
-        B = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 2)
-        C = try Tensor.random(shape: shape.projectionShape, seed: seed &+ 3)
-        D = try Tensor(shape: shape.channelShape, values: [Float](repeating: 1, count: shape.channels))
-        z = try Tensor.random(shape: shape.sequenceShape, seed: seed &+ 4)
-        deltaBias = try Tensor.random(shape: shape.channelShape, seed: seed &+ 5, range: -6.9 ... -2.3)
-        out = try Tensor(shape: shape.sequenceShape)
-        lastState = try Tensor(shape: shape.stateShape)
-        let backward = runs.contains { $0.pass == .backward }
-        func backwardOnly(_ shape: [Int]) -> [Int] { backward ? shape : [0] }
-        saved = try Tensor(shape: backwardOnly(Scan.savedStatesShape(shape)))
-        gradOut = try Tensor.random(shape: backwardOnly(shape.sequenceShape), seed: seed &+ 10)
-        du = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        ddelta = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        dA = try Tensor(shape: backwardOnly(shape.transitionShape))
-        dB = try Tensor(shape: backwardOnly(shape.projectionShape))
-        dC = try Tensor(shape: backwardOnly(shape.projectionShape))
-        dD = try Tensor(shape: backwardOnly(shape.channelShape))
-        dz = try Tensor(shape: backwardOnly(shape.sequenceShape))
-        ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
+        problem = try ScanProblem(shape: shape, seed: seed, backward: runs.contains { $0.pass == .backward })
     }
 
     func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
@@ -170,25 +142,15 @@ private struct ScanCase {
         switch run.pass {
         case .forward:
             samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                                 into: out, lastState: lastState,
-                                 options: options, impl: run.impl, pool: pool, workspace: workspace)
+                try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
             }
-            Benchmark.blackHole(out[0])
+            Benchmark.blackHole(problem.out[0])
         case .backward:
-            // The unfused backward ignores saved states, so it is not given them.
-            let savedStates = run.impl == .fused ? saved : nil
-            try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                             into: out, lastState: lastState, saved: savedStates,
-                             options: options, impl: run.impl, pool: pool, workspace: workspace)
+            try problem.forward(impl: run.impl, saving: true, pool: pool, workspace: workspace)
             samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try Scan.backward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                                  gradOut: gradOut, saved: savedStates,
-                                  into: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC,
-                                  dD: dD, dz: dz, ddeltaBias: ddeltaBias,
-                                  options: options, impl: run.impl, pool: pool, workspace: workspace)
+                try problem.backward(impl: run.impl, pool: pool, workspace: workspace)
             }
-            Benchmark.blackHole(du[0])
+            Benchmark.blackHole(problem.du[0])
         }
         let cost = try Scan.cost(shape: shape, impl: run.impl, pass: run.pass)
         return RooflineMeasurement(run: run, samples: samples, cost: cost, workspaceBytes: bytes)

@@ -147,50 +147,17 @@ public struct TrafficProbe: Sendable {
 
     private func runScan(pool: ThreadPool, llc: Int) throws {
         let shape = try scanShape()
-        let n = shape.state
-        // Mamba's defaults, as the scan benchmark uses them.
-        let u = try Tensor.random(shape: shape.sequenceShape, seed: 1)
-        let delta = try Tensor.random(shape: shape.sequenceShape, seed: 2, range: -3...1)
-        let A = try Tensor(shape: shape.transitionShape, values: (0..<shape.channels * n).map { -Float($0 % n + 1) })
-        let B = try Tensor.random(shape: shape.projectionShape, seed: 3)
-        let C = try Tensor.random(shape: shape.projectionShape, seed: 4)
-        let D = try Tensor(shape: shape.channelShape, values: [Float](repeating: 1, count: shape.channels))
-        let z = try Tensor.random(shape: shape.sequenceShape, seed: 5)
-        let deltaBias = try Tensor.random(shape: shape.channelShape, seed: 6, range: -6.9 ... -2.25)
-        let options = ScanOptions(deltaSoftplus: true)
-        let out = try Tensor(shape: shape.sequenceShape)
-        let lastState = try Tensor(shape: shape.stateShape)
+        // The op's one description (Mamba's defaults), as the benchmark and the roofline time it.
+        let problem = try ScanProblem(shape: shape, seed: 1, backward: pass == .backward)
         let workspace = try Workspace(bytes: Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: pool.threads))
         switch pass {
         case .forward:
-            try measure(llcBytes: llc) {
-                try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                                 into: out, lastState: lastState, options: options, impl: impl,
-                                 pool: pool, workspace: workspace)
-            }
+            try measure(llcBytes: llc) { try problem.forward(impl: impl, pool: pool, workspace: workspace) }
         case .backward:
-            let saved = try Tensor(shape: Scan.savedStatesShape(shape))
-            let gradOut = try Tensor.random(shape: shape.sequenceShape, seed: 7)
-            let du = try Tensor(shape: shape.sequenceShape)
-            let ddelta = try Tensor(shape: shape.sequenceShape)
-            let dA = try Tensor(shape: shape.transitionShape)
-            let dB = try Tensor(shape: shape.projectionShape)
-            let dC = try Tensor(shape: shape.projectionShape)
-            let dD = try Tensor(shape: shape.channelShape)
-            let dz = try Tensor(shape: shape.sequenceShape)
-            let ddeltaBias = try Tensor(shape: shape.channelShape)
             let fwdWorkspace = try Workspace(bytes: Scan.workspaceBytes(shape: shape, impl: impl, pass: .forward,
                                                                         threads: pool.threads))
-            try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                             into: out, lastState: lastState, saved: saved, options: options, impl: impl,
-                             pool: pool, workspace: fwdWorkspace)
-            try measure(llcBytes: llc) {
-                try Scan.backward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                                  gradOut: gradOut, saved: saved,
-                                  into: du, ddelta: ddelta, dA: dA, dB: dB, dC: dC, dD: dD, dz: dz,
-                                  ddeltaBias: ddeltaBias, options: options, impl: impl,
-                                  pool: pool, workspace: workspace)
-            }
+            try problem.forward(impl: impl, saving: true, pool: pool, workspace: fwdWorkspace)
+            try measure(llcBytes: llc) { try problem.backward(impl: impl, pool: pool, workspace: workspace) }
         }
     }
 }
