@@ -443,6 +443,24 @@ final class CopyExperimentTests: XCTestCase {
         XCTAssertEqual(comparable([resumed]), comparable([straight]))
     }
 
+    /// A kill between writing a run's result and removing its checkpoint and curve leaves all three; the next
+    /// launch reads the result and removes the leftovers (a sweep must end with no partial files).
+    func testAFinishedRunsLeftoversAreRemovedWhenItIsReadBack() throws {
+        let config = try ModelConfig(vocabulary: 30, dModel: 16, pattern: "A", heads: 2)
+        let spec = CopyRunSpec(model: "tiny", config: config, task: TaskSpec(kind: .copy, lengths: 1...3), steps: 4, batch: 2, seq: 24,
+                               learningRate: 3e-3, warmup: 1, seed: 2, evalEvery: 2, evalLength: 3, finalLengths: [3], evalStrings: 8)
+        let runner = try CopyRunner(directory: try temporaryDirectory(), threads: 1)
+        let first = try runner.run(spec, label: "first")
+        for suffix in [".ckpt", ".partial.json"] {
+            XCTAssertTrue(FileManager.default.createFile(atPath: runner.path(spec.id, suffix), contents: Data("left by a kill".utf8)))
+        }
+        let again = try runner.run(spec, label: "again")
+        XCTAssertEqual(again, first, "read back, not trained again")
+        for suffix in [".ckpt", ".partial.json"] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: runner.path(spec.id, suffix)), "\(suffix) left behind")
+        }
+    }
+
     func testAKilledRunResumesFromItsLastCheckpointWhateverStateItsCurveIsIn() throws {
         let config = try ModelConfig(vocabulary: 30, dModel: 16, pattern: "A", heads: 2)
         let spec = CopyRunSpec(model: "tiny", config: config, task: TaskSpec(kind: .copy, lengths: 1...3), steps: 10, batch: 2, seq: 24,

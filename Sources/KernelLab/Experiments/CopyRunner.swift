@@ -86,6 +86,9 @@ public final class CopyRunner {
     /// Runs `spec` (or reads its finished result). `label` prefixes progress lines.
     public func run(_ spec: CopyRunSpec, label: String) throws -> CopyRunResult {
         if let done = finished(spec) {
+            // A process killed between writing the result and removing its checkpoint and curve left them: remove them now.
+            try? FileManager.default.removeItem(atPath: path(spec.id, ".ckpt"))
+            try? FileManager.default.removeItem(atPath: path(spec.id, ".partial.json"))
             progress.line("\(label) done earlier (\(clock(done.wallSeconds)) of training), not re-run")
             return done
         }
