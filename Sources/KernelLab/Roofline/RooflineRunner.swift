@@ -76,53 +76,33 @@ public struct RooflineRunner: Sendable {
     }
 }
 
-/// The tensors of one attention case, allocated once.
+/// One attention case: the op's one description (`AttentionProblem`), timed per run.
 private struct AttentionCase {
-    let shape: AttentionShape
-    let options: AttentionOptions
-    let q, k, v, out, lse: Tensor
-    let gradOut, dq, dk, dv: Tensor
+    let problem: AttentionProblem
 
     init(shape: AttentionShape, causal: Bool, runs: [RooflineRun], seed: UInt64) throws {
-        self.shape = shape
-        options = AttentionOptions(causal: causal)
-        q = try Tensor.random(shape: shape.queryShape, seed: seed)
-        k = try Tensor.random(shape: shape.keyShape, seed: seed &+ 1)
-        v = try Tensor.random(shape: shape.keyShape, seed: seed &+ 2)
-        out = try Tensor(shape: shape.queryShape)
-        lse = try Tensor(shape: shape.lseShape)
-        // Gradient buffers only when a backward is run (a (0,) tensor otherwise).
-        let backward = runs.contains { $0.pass == .backward }
-        gradOut = try Tensor.random(shape: backward ? shape.queryShape : [0], seed: seed &+ 3)
-        dq = try Tensor(shape: backward ? shape.queryShape : [0])
-        dk = try Tensor(shape: backward ? shape.keyShape : [0])
-        dv = try Tensor(shape: backward ? shape.keyShape : [0])
+        problem = try AttentionProblem(shape: shape, causal: causal, seed: seed, backward: runs.contains { $0.pass == .backward })
     }
 
     func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
-        let bytes = try Attention.workspaceBytes(shape: shape, options: options, impl: run.impl, pass: run.pass, threads: pool.threads)
+        let bytes = try problem.workspaceBytes(impl: run.impl, pass: run.pass, threads: pool.threads)
         // Grown before timing, so no timed call allocates.
         try workspace.ensure(bytes: bytes)
         let samples: Samples
         switch run.pass {
         case .forward:
             samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
-                                      options: options, impl: run.impl, pool: pool, workspace: workspace)
+                try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
             }
-            Benchmark.blackHole(out[0])
+            Benchmark.blackHole(problem.out[0])
         case .backward:
-            try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
-                                  options: options, impl: run.impl, pool: pool, workspace: workspace)
+            try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
             samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
-                                       into: dq, dk: dk, dv: dv,
-                                       options: options, impl: run.impl, pool: pool, workspace: workspace)
+                try problem.backward(impl: run.impl, pool: pool, workspace: workspace)
             }
-            Benchmark.blackHole(dq[0])
+            Benchmark.blackHole(problem.dq[0])
         }
-        let cost = try Attention.cost(shape: shape, options: options, impl: run.impl, pass: run.pass)
-        return RooflineMeasurement(run: run, samples: samples, cost: cost, workspaceBytes: bytes)
+        return RooflineMeasurement(run: run, samples: samples, cost: try problem.cost(impl: run.impl, pass: run.pass), workspaceBytes: bytes)
     }
 }
 

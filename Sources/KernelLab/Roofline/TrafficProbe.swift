@@ -115,33 +115,16 @@ public struct TrafficProbe: Sendable {
 
     private func runAttention(pool: ThreadPool, llc: Int) throws {
         let shape = try attentionShape()
-        let options = AttentionOptions(causal: causal)
-        let q = try Tensor.random(shape: shape.queryShape, seed: 1)
-        let k = try Tensor.random(shape: shape.keyShape, seed: 2)
-        let v = try Tensor.random(shape: shape.keyShape, seed: 3)
-        let out = try Tensor(shape: shape.queryShape)
-        let lse = try Tensor(shape: shape.lseShape)
-        let workspace = try Workspace(bytes: Attention.workspaceBytes(
-            shape: shape, options: options, impl: impl, pass: pass, threads: pool.threads))
+        // The op's one description, as the benchmark and the roofline time it.
+        let problem = try AttentionProblem(shape: shape, causal: causal, seed: 1, backward: pass == .backward)
+        let workspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: pass, threads: pool.threads))
         switch pass {
         case .forward:
-            try measure(llcBytes: llc) {
-                try Attention.forward(q: q, k: k, v: v, into: out, lse: lse, options: options, impl: impl,
-                                      pool: pool, workspace: workspace)
-            }
+            try measure(llcBytes: llc) { try problem.forward(impl: impl, pool: pool, workspace: workspace) }
         case .backward:
-            let gradOut = try Tensor.random(shape: shape.queryShape, seed: 4)
-            let dq = try Tensor(shape: shape.queryShape)
-            let dk = try Tensor(shape: shape.keyShape)
-            let dv = try Tensor(shape: shape.keyShape)
-            let fwdWorkspace = try Workspace(bytes: Attention.workspaceBytes(
-                shape: shape, options: options, impl: impl, pass: .forward, threads: pool.threads))
-            try Attention.forward(q: q, k: k, v: v, into: out, lse: lse, options: options, impl: impl,
-                                  pool: pool, workspace: fwdWorkspace)
-            try measure(llcBytes: llc) {
-                try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut, into: dq, dk: dk, dv: dv,
-                                       options: options, impl: impl, pool: pool, workspace: workspace)
-            }
+            let fwdWorkspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: .forward, threads: pool.threads))
+            try problem.forward(impl: impl, pool: pool, workspace: fwdWorkspace)
+            try measure(llcBytes: llc) { try problem.backward(impl: impl, pool: pool, workspace: workspace) }
         }
     }
 

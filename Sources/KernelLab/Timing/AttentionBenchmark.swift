@@ -56,16 +56,7 @@ public struct AttentionBenchmark: Sendable {
         let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
             try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: pass, threads: threads)
         })
-        let q = try Tensor.random(shape: shape.queryShape, seed: seed)
-        let k = try Tensor.random(shape: shape.keyShape, seed: seed &+ 1)
-        let v = try Tensor.random(shape: shape.keyShape, seed: seed &+ 2)
-        let out = try Tensor(shape: shape.queryShape)
-        let lse = try Tensor(shape: shape.lseShape)
-        let needsBackward = passes.contains(.backward)
-        let gradOut = try Tensor.random(shape: needsBackward ? shape.queryShape : [0], seed: seed &+ 3)
-        let dq = try Tensor(shape: needsBackward ? shape.queryShape : [0])
-        let dk = try Tensor(shape: needsBackward ? shape.keyShape : [0])
-        let dv = try Tensor(shape: needsBackward ? shape.keyShape : [0])
+        let problem = try AttentionProblem(shape: shape, causal: causal, seed: seed, backward: passes.contains(.backward))
 
         let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
@@ -77,19 +68,15 @@ public struct AttentionBenchmark: Sendable {
                 switch pass {
                 case .forward:
                     samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
-                                              options: options, impl: impl, pool: pool, workspace: workspace)
+                        try problem.forward(impl: impl, pool: pool, workspace: workspace)
                     }
-                    Benchmark.blackHole(out[0])
+                    Benchmark.blackHole(problem.out[0])
                 case .backward:
-                    try Attention.forward(q: q, k: k, v: v, into: out, lse: lse,
-                                          options: options, impl: impl, pool: pool, workspace: workspace)
+                    try problem.forward(impl: impl, pool: pool, workspace: workspace)
                     samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try Attention.backward(q: q, k: k, v: v, out: out, lse: lse, gradOut: gradOut,
-                                               into: dq, dk: dk, dv: dv,
-                                               options: options, impl: impl, pool: pool, workspace: workspace)
+                        try problem.backward(impl: impl, pool: pool, workspace: workspace)
                     }
-                    Benchmark.blackHole(dq[0])
+                    Benchmark.blackHole(problem.dq[0])
                 }
                 let cost = try Attention.cost(shape: shape, options: options, impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
