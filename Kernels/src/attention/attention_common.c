@@ -75,19 +75,15 @@ kl_status kl_attn_check_layout(const kl_attn_params *p) {
     return check_strides("o", &l->o, p->batch, p->heads, p->q_len, p->head_dim);
 }
 
-// [lo, hi) in floats from a, of a view.
-static void view_extent(const kl_attn_strides *s, long L, int B, int H, int d, long *lo, long *hi) {
-    *lo = 0;
-    *hi = (long)(B - 1) * s->batch + (long)(H - 1) * s->head + (L - 1) * s->row + d;
+// Floats from a view's base to one past its last element.
+static long view_span(const kl_attn_strides *s, long L, int B, int H, int d) {
+    return (long)(B - 1) * s->batch + (long)(H - 1) * s->head + (L - 1) * s->row + d;
 }
 
 int kl_attn_views_overlap(const float *a, const kl_attn_strides *sa, long La, const float *b,
                           const kl_attn_strides *sb, long Lb, int B, int H, int d) {
-    long alo, ahi, blo, bhi, delta = (long)(b - a);
-    view_extent(sa, La, B, H, d, &alo, &ahi);
-    view_extent(sb, Lb, B, H, d, &blo, &bhi);
-    blo += delta; bhi += delta;
-    if (bhi <= alo || ahi <= blo) return 0;
+    long delta = (long)(b - a);  // b's base, in floats from a's
+    if (delta >= view_span(sa, La, B, H, d) || -delta >= view_span(sb, Lb, B, H, d)) return 0;
     long R = sa->row;
     long wa = (long)(H - 1) * sa->head + d, wb = (long)(H - 1) * sb->head + d;
     int grid = R > 0 && sb->row == R && sa->batch % R == 0 && sb->batch % R == 0 && wa <= R && wb <= R &&
@@ -99,9 +95,7 @@ int kl_attn_views_overlap(const float *a, const kl_attn_strides *sa, long La, co
 
 int kl_attn_view_overlaps_array(const float *a, const kl_attn_strides *sa, long La, int B, int H, int d,
                                 const void *b, size_t bbytes) {
-    long lo, hi;
-    view_extent(sa, La, B, H, d, &lo, &hi);
-    return kl_overlap(a, (size_t)(hi - lo) * sizeof(float), b, bbytes);
+    return kl_overlap(a, (size_t)view_span(sa, La, B, H, d) * sizeof(float), b, bbytes);
 }
 
 void kl_attn_geom_init_rows(const kl_attn_params *p, long kv_rows, kl_attn_geom *g) {

@@ -25,7 +25,6 @@
 typedef struct {
     kl_attn_geom g;
     const kl_ops *ops;
-    long cap;                 // cache capacity (rows per head)
     const float *q, *k, *v;
     float *o, *lse;
     float *po, *pm, *pl;      // S > 1: (B H S, Lq, d), (B H S, Lq), (B H S, Lq) partials
@@ -237,7 +236,6 @@ kl_status kl_attn_decode(const kl_attn_params *p, long capacity, const float *q,
     memset(&x, 0, sizeof x);
     x.g = gg;
     x.ops = kl_ops_active();
-    x.cap = capacity;
     x.q = q; x.k = k_cache; x.v = v_cache; x.o = o; x.lse = lse;
     int qb;
     kl_attn_tiles_for(p, &qb, &x.bc);
