@@ -77,22 +77,11 @@ public enum Attention {
         let pool = try pool ?? ThreadPool(threads: 1)
 
         try withParameters(shape, options) { params in
-            let needed = kl_attn_fwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
-            let workspace = try workspace ?? Workspace(bytes: needed)
-            try workspace.ensure(bytes: needed)
-            // The tensors own their storage; keeping them alive for the call
-            // keeps every base pointer valid, and none outlives the call.
-            let status = withExtendedLifetime((q, k, v, out, lse)) {
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        kl_attn_fwd(params, impl.cValue,
-                                    q.storage.base, k.storage.base, v.storage.base,
-                                    out.storage.base, lse.storage.base,
-                                    scratch.baseAddress, scratch.count, pool)
-                    }
-                }
+            try call("kl_attn_fwd", needed: kl_attn_fwd_workspace_bytes(params, impl.cValue, Int32(pool.threads)),
+                     pool: pool, workspace: workspace, keeping: [q, k, v, out, lse]) { scratch, bytes, pool in
+                kl_attn_fwd(params, impl.cValue, q.storage.base, k.storage.base, v.storage.base,
+                            out.storage.base, lse.storage.base, scratch, bytes, pool)
             }
-            try check(status, "kl_attn_fwd")
         }
     }
 
@@ -145,22 +134,12 @@ public enum Attention {
         let pool = try pool ?? ThreadPool(threads: 1)
 
         try withParameters(shape, options) { params in
-            let needed = kl_attn_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
-            let workspace = try workspace ?? Workspace(bytes: needed)
-            try workspace.ensure(bytes: needed)
-            // As in forward: the tensors stay alive, so their base pointers stay valid.
-            let status = withExtendedLifetime((q, k, v, out, lse, gradOut, dq, dk, dv)) {
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        kl_attn_bwd(params, impl.cValue,
-                                    q.storage.base, k.storage.base, v.storage.base,
-                                    out.storage.base, lse.storage.base, gradOut.storage.base,
-                                    dq.storage.base, dk.storage.base, dv.storage.base,
-                                    scratch.baseAddress, scratch.count, pool)
-                    }
-                }
+            try call("kl_attn_bwd", needed: kl_attn_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads)),
+                     pool: pool, workspace: workspace, keeping: [q, k, v, out, lse, gradOut, dq, dk, dv]) { scratch, bytes, pool in
+                kl_attn_bwd(params, impl.cValue, q.storage.base, k.storage.base, v.storage.base,
+                            out.storage.base, lse.storage.base, gradOut.storage.base,
+                            dq.storage.base, dk.storage.base, dv.storage.base, scratch, bytes, pool)
             }
-            try check(status, "kl_attn_bwd")
         }
     }
 
@@ -199,6 +178,24 @@ public enum Attention {
             case .backward: kl_attn_bwd_workspace_bytes(params, impl.cValue, Int32(threads))
             }
         }
+    }
+
+    /// Runs one kernel call on `pool` with a workspace of `needed` bytes (the
+    /// caller's, grown if short, or a new one) and throws on a failed status.
+    /// The tensors in `keeping` own the storage the call reads and writes:
+    /// they stay alive for the call, so their base pointers stay valid.
+    static func call(
+        _ name: String, needed: Int, pool: ThreadPool, workspace: Workspace?, keeping tensors: [Tensor],
+        _ body: (UnsafeMutableRawPointer?, Int, OpaquePointer) -> kl_status
+    ) throws {
+        let workspace = try workspace ?? Workspace(bytes: needed)
+        try workspace.ensure(bytes: needed)
+        let status = withExtendedLifetime(tensors) {
+            workspace.withUnsafeMutableRawBufferPointer { scratch in
+                pool.withUnsafePool { body(scratch.baseAddress, scratch.count, $0) }
+            }
+        }
+        try check(status, name)
     }
 
     // MARK: - Validation

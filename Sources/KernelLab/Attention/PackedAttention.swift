@@ -54,19 +54,12 @@ extension Attention {
         let pool = try pool ?? ThreadPool(threads: 1)
         let layout = packedQKVLayout(length: l, heads: h, headDim: d)
         try withParameters(shape, options, layout: layout) { params in
-            let needed = kl_attn_fwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
-            let workspace = try workspace ?? Workspace(bytes: needed)
-            try workspace.ensure(bytes: needed)
-            let status = withExtendedLifetime((qkv, out, lse)) {
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        let q = qkv.storage.base
-                        return kl_attn_fwd(params, impl.cValue, q, q + h * d, q + 2 * h * d, out.storage.base, lse.storage.base,
-                                           scratch.baseAddress, scratch.count, pool)
-                    }
-                }
+            try call("kl_attn_fwd", needed: kl_attn_fwd_workspace_bytes(params, impl.cValue, Int32(pool.threads)),
+                     pool: pool, workspace: workspace, keeping: [qkv, out, lse]) { scratch, bytes, pool in
+                let q = qkv.storage.base
+                return kl_attn_fwd(params, impl.cValue, q, q + h * d, q + 2 * h * d, out.storage.base, lse.storage.base,
+                                   scratch, bytes, pool)
             }
-            try check(status, "kl_attn_fwd")
         }
     }
 
@@ -93,20 +86,12 @@ extension Attention {
         let pool = try pool ?? ThreadPool(threads: 1)
         let layout = packedQKVLayout(length: l, heads: h, headDim: d)
         try withParameters(shape, options, layout: layout) { params in
-            let needed = kl_attn_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads))
-            let workspace = try workspace ?? Workspace(bytes: needed)
-            try workspace.ensure(bytes: needed)
-            let status = withExtendedLifetime((qkv, out, lse, gradOut, dqkv)) {
-                workspace.withUnsafeMutableRawBufferPointer { scratch in
-                    pool.withUnsafePool { pool in
-                        let q = qkv.storage.base, dq = dqkv.storage.base, hd = h * d
-                        return kl_attn_bwd(params, impl.cValue, q, q + hd, q + 2 * hd, out.storage.base, lse.storage.base,
-                                           gradOut.storage.base, dq, dq + hd, dq + 2 * hd,
-                                           scratch.baseAddress, scratch.count, pool)
-                    }
-                }
+            try call("kl_attn_bwd", needed: kl_attn_bwd_workspace_bytes(params, impl.cValue, Int32(pool.threads)),
+                     pool: pool, workspace: workspace, keeping: [qkv, out, lse, gradOut, dqkv]) { scratch, bytes, pool in
+                let q = qkv.storage.base, dq = dqkv.storage.base, hd = h * d
+                return kl_attn_bwd(params, impl.cValue, q, q + hd, q + 2 * hd, out.storage.base, lse.storage.base,
+                                   gradOut.storage.base, dq, dq + hd, dq + 2 * hd, scratch, bytes, pool)
             }
-            try check(status, "kl_attn_bwd")
         }
     }
 }
