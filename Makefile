@@ -208,6 +208,7 @@ CI_THREADS  ?= $(shell n=$$(nproc); [ $$n -ge 2 ] && echo 2 || echo 1)
 
 bench-ci: release
 	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --check ci --floors --compare speedup --confirm --format markdown
+	@$(BIN_RELEASE) bench --suite layers --threads $(CI_THREADS) --floors --confirm --format markdown
 
 bench-ci-baseline: release
 	@$(BIN_RELEASE) bench --suite smoke --threads $(CI_THREADS) --repeats 12 --save-baseline ci

@@ -92,13 +92,14 @@ struct BenchCommand: ParsableCommand {
         }
     }
 
-    /// Median seconds of every fused run of `suite` on the scalar path, by
-    /// bench case id (3 timed calls after 1 warm-up: the gain it feeds is
-    /// 3x-12x, not a 10% effect). The active ISA is restored afterwards.
+    /// Median seconds of every fused run of `suite` with a vector-gain floor
+    /// on the scalar path, by bench case id (3 timed calls after 1 warm-up:
+    /// the gain it feeds is 3x-12x, not a 10% effect). The active ISA is
+    /// restored afterwards.
     private func scalarMedians(_ suite: RooflineSuite, threads: Int, progress: ((String) -> Void)?) throws -> [String: Double] {
         var fusedOnly = suite
         fusedOnly.cases = suite.cases.compactMap { item in
-            guard item.impls.contains(.fused) else { return nil }
+            guard item.impls.contains(.fused), item.minVectorGain != nil else { return nil }
             var copy = item
             copy.impls = [.fused]
             copy.warmup = 1
@@ -109,9 +110,21 @@ struct BenchCommand: ParsableCommand {
         try ISA.set(.scalar)
         defer { try? ISA.set(active) }
         printError("timing the fused kernels on the scalar path too (vector-gain floor)")
+        guard !fusedOnly.cases.isEmpty else { return [:] }
         let measurements = try RooflineRunner(threads: threads, seed: seed).measure(fusedOnly, progress: progress)
         return Dictionary(measurements.map { (BenchCaseResult.id($0.run), $0.samples.median) },
                           uniquingKeysWith: { first, _ in first })
+    }
+
+    /// Each fused run's vector-gain floor (its case's `min_vector_gain`), by bench case id.
+    private func vectorGainFloors(_ suite: RooflineSuite, run: BenchRun) -> [String: Double] {
+        var floors: [String: Double] = [:]
+        for result in run.cases where result.impl == .fused {
+            if let item = suite.cases.first(where: { $0.label == result.label }), let floor = item.minVectorGain {
+                floors[result.id] = floor
+            }
+        }
+        return floors
     }
 
     private func bench() throws -> BenchExitCode {
@@ -172,7 +185,9 @@ struct BenchCommand: ParsableCommand {
         }
         // The vector gain: each fused run once more on the scalar path.
         let scalarSeconds = floors && hardwareISA != .scalar ? try scalarMedians(suite, threads: threads, progress: progress) : [:]
-        var floorCheck = floors ? BenchFloorCheck(run: run, isa: hardwareISA, scalarSeconds: scalarSeconds) : nil
+        let gainFloors = vectorGainFloors(suite, run: run)
+        var floorCheck = floors
+            ? BenchFloorCheck(run: run, isa: hardwareISA, scalarSeconds: scalarSeconds, vectorGainFloors: gainFloors) : nil
         let failedIDs = Set((comparison?.regressed == true ? comparison!.regressedIDs : []) + (floorCheck?.regressedIDs ?? []))
         if confirm, !failedIDs.isEmpty {
             // Re-measure whole cases (both twins of a speedup) that regressed.
@@ -188,7 +203,8 @@ struct BenchCommand: ParsableCommand {
                                                           thresholds: thresholds, mode: compare))
             }
             let scalarAgain = floors && hardwareISA != .scalar ? try scalarMedians(again, threads: threads, progress: progress) : [:]
-            floorCheck?.confirm(with: BenchFloorCheck(run: rerun, isa: hardwareISA, scalarSeconds: scalarAgain))
+            floorCheck?.confirm(with: BenchFloorCheck(run: rerun, isa: hardwareISA, scalarSeconds: scalarAgain,
+                                                      vectorGainFloors: gainFloors))
         }
 
         if let saveBaseline {

@@ -252,6 +252,26 @@ final class BenchTests: TemporaryDirectoryTestCase {
         }
     }
 
+    /// A committed baseline of the layers suite (`kernel-lab bench --suite
+    /// layers --save-baseline layers`) covers the suite as it is now and
+    /// passes against itself, with AdamW's speedup over its floor.
+    func testCommittedLayerBaselinesCoverTheLayersSuite() throws {
+        let baselines = packageProfiles.appendingPathComponent("baselines")
+        let files = try FileManager.default.subpathsOfDirectory(atPath: baselines.path).filter { $0.hasSuffix("/layers.json") }
+        XCTAssertFalse(files.isEmpty, "no Profiles/baselines/<machine-id>/layers.json")
+        let suite = try RooflineSuite.load("layers", directory: packageProfiles.appendingPathComponent("suites").path)
+        for file in files {
+            let baseline = try BenchRun.load(path: baselines.appendingPathComponent(file).path)
+            XCTAssertEqual(baseline.suite, "layers", file)
+            XCTAssertEqual(baseline.cases.map(\.id), suite.runs.map { BenchCaseResult.id($0) }, file)
+            XCTAssertTrue(baseline.cases.allSatisfy { $0.samples.count >= 8 }, file)
+            XCTAssertEqual(BenchComparison(baseline: baseline, current: baseline).exitCode, .ok)
+            let floors = BenchFloorCheck(run: baseline, isa: baseline.machine.hardwareOrRunISA)
+            XCTAssertEqual(floors.rows.map(\.id), ["adamw 10240x1024 forward fused"], file)
+            XCTAssertFalse(floors.regressed, "\(file): \(floors.summary)")
+        }
+    }
+
     // MARK: - floors
 
     func testSuiteFloorsParsePerISAAndPass() throws {
@@ -302,6 +322,11 @@ final class BenchTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(gains.rows.map(\.kind), [.vectorGain, .vectorGain])
         XCTAssertEqual(gains.rows.map(\.verdict), [.ok, .regression])
         XCTAssertEqual(gains.rows[1].value, 1.1, accuracy: 1e-12)
+        // A case's own floor (min_vector_gain) replaces the default: 1.1x passes a 1.05x floor.
+        let own = BenchFloorCheck(run: run, isa: .scalar, scalarSeconds: ["k forward fused": 4.0, "k backward fused": 1.1],
+                                  vectorGainFloors: ["k backward fused": 1.05])
+        XCTAssertEqual(own.rows.map(\.floor), [BenchFloorCheck.defaultVectorGainFloor, 1.05])
+        XCTAssertFalse(own.regressed)
         // --confirm: a failure the re-measurement does not repeat is ok (re-measured).
         var confirmed = avx2
         var better = run

@@ -314,7 +314,7 @@ final class CLITests: TemporaryDirectoryTestCase {
         let run = try launch(["layers", "--count", "4096", "--dim", "64", "--vocabularies", "32", "100", "--threads", "2",
                               "--repeats", "1", "--warmup", "0", "--out", out])
         XCTAssertEqual(run.status, 0, run.stderr)
-        for name in ["silu forward", "gelu_tanh backward", "layernorm backward", "cross-entropy + gradient V32",
+        for name in ["silu forward", "gelu_tanh backward", "layer_norm backward", "rms_norm backward", "cross-entropy + gradient V32",
                      "cross-entropy + gradient V100", "adamw unfused (4 passes)"] {
             XCTAssertTrue(run.stdout.contains(name), "\(name) missing: \(run.stdout)")
         }

@@ -19,7 +19,8 @@ final class CrossEntropyTests: XCTestCase {
         defer { try? ISA.set(original) }
         for isa in ISA.supported {
             try ISA.set(isa)
-            for (rows, V) in [(3, 1), (5, 17), (9, 32), (2, 50257)] {
+            // Rows past 16 at V a multiple of 16 (up to 128) take the 16-row block path, with a ragged tail.
+            for (rows, V) in [(3, 1), (5, 17), (9, 32), (2, 50257), (37, 32), (40, 16), (19, 128), (17, 144), (33, 48)] {
                 var rng = ReferenceRNG(seed: UInt64(rows * 100_000 + V))
                 var z = (0..<rows * V).map { _ in Float(rng.uniform() * 6) }
                 if V > 1 { z[1] = 80; z[V + 1] = -80 }  // extreme logits stay finite
@@ -82,6 +83,18 @@ final class CrossEntropyTests: XCTestCase {
         let second = try CrossEntropy.compute(logits: inPlace, targets: [2, 0], gradient: inPlace)
         XCTAssertEqual(inPlace.toArray(), separate.toArray())
         XCTAssertEqual(first.losses.toArray(), second.losses.toArray())
+        // In place on the 16-row block path too, with a masked row whose target is out of range.
+        let zb = (0..<(18 * 32)).map { Float(($0 * 13) % 17) * 0.3 }
+        let tb = (0..<18).map { Int32($0 == 5 ? 99 : $0 % 32) }
+        let mb = try Tensor(shape: [18], values: (0..<18).map { $0 == 5 ? 0 : 1 })
+        let apart = try Tensor(shape: [18, 32])
+        let lossApart = try CrossEntropy.compute(logits: try Tensor(shape: [18, 32], values: zb), targets: tb, mask: mb, gradient: apart)
+        let together = try Tensor(shape: [18, 32], values: zb)
+        let lossTogether = try CrossEntropy.compute(logits: together, targets: tb, mask: mb, gradient: together)
+        XCTAssertEqual(together.toArray(), apart.toArray())
+        XCTAssertEqual(lossApart.losses.toArray(), lossTogether.losses.toArray())
+        XCTAssertEqual(lossApart.losses[5], 0)
+        XCTAssertTrue((0..<32).allSatisfy { apart[5 * 32 + $0] == 0 }, "the masked row's gradient is zero")
 
         let logits = try Tensor(shape: [2, 4], values: z)
         XCTAssertThrows(.invalidArgument(argument: "targets", reason: "targets[1] = 4, expected 0 <= t < V = 4"),
@@ -108,16 +121,19 @@ final class CrossEntropyTests: XCTestCase {
         for isa in ISA.supported {
             try ISA.set(isa)
             for V in [32, 40, 7] {
-                var z = (0..<(3 * V)).map { Float(($0 * 37) % 11) * 0.25 - 1 }
+                // 20 rows: at V = 32 the first 16 go through the block path.
+                let rows = 20
+                var z = (0..<(rows * V)).map { Float(($0 * 37) % 11) * 0.25 - 1 }
                 z[1] = -.infinity; z[V - 1] = -.infinity   // row 0: two masked classes
                 z[V + 3] = .nan                           // row 1: a NaN
-                let logits = try Tensor(shape: [3, V], values: z), grad = try Tensor(shape: [3, V])
-                let loss = try CrossEntropy.compute(logits: logits, targets: [0, 0, 2], gradient: grad)
+                let logits = try Tensor(shape: [rows, V], values: z), grad = try Tensor(shape: [rows, V])
+                let loss = try CrossEntropy.compute(logits: logits, targets: [0, 0] + (2..<rows).map { Int32($0 % V) }, gradient: grad)
                 let g = grad.toArray()
                 XCTAssertTrue(loss.meanLoss.isNaN && loss.losses[1].isNaN && loss.losses[0].isFinite, "\(isa) V=\(V): a NaN logit makes its row NaN")
                 XCTAssertTrue(g[0..<V].allSatisfy(\.isFinite) && abs(g[1]) < 1e-30 && abs(g[V - 1]) < 1e-30, "\(isa) V=\(V): row 0 \(Array(g[0..<V]))")
                 XCTAssertTrue(g[V..<(2 * V)].allSatisfy(\.isNaN), "\(isa) V=\(V): row 1 must be NaN")
-                XCTAssertTrue(g[(2 * V)...].allSatisfy(\.isFinite), "\(isa) V=\(V): row 2")
+                XCTAssertTrue(g[(2 * V)...].allSatisfy(\.isFinite), "\(isa) V=\(V): rows 2...")
+                XCTAssertTrue((2..<rows).allSatisfy { loss.losses[$0].isFinite }, "\(isa) V=\(V): rows 2... finite")
             }
         }
     }

@@ -456,6 +456,42 @@ final class RooflineTests: TemporaryDirectoryTestCase {
 
     // MARK: - the executable
 
+    /// A suite of layer kernels: `roofline` places them as points of their
+    /// own (op, rows, dim in the JSON and the CSV's op column, diamonds on the
+    /// chart) and `bench --floors` gates AdamW's fused/unfused speedup.
+    func testExecutableLayerSuiteOnTheRooflineAndInBench() throws {
+        let suite = directory.appendingPathComponent("layers.json").path
+        try Data("""
+            {"warmup": 0, "repeats": 1, "cases": [
+              {"kernel": "layer", "op": "rms_norm", "pass": "both", "rows": 8, "dim": 40},
+              {"kernel": "layer", "op": "cross_entropy", "rows": 5, "dim": 32},
+              {"kernel": "layer", "op": "adamw", "rows": 4, "dim": 64, "min_speedup": {"scalar": 0.01, "avx2": 0.01, "avx512": 0.01}}]}
+            """.utf8).write(to: URL(fileURLWithPath: suite))
+        let ceilings = directory.appendingPathComponent("ceilings.json").path
+        try Data(Self.fixtureCeilings.utf8).write(to: URL(fileURLWithPath: ceilings))
+        let out = directory.appendingPathComponent("layers").path
+        let run = try launchKernelLab(["roofline", "--suite", suite, "--ceilings", ceilings, "--threads", "1", "--out", out, "--json"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+        let points = try XCTUnwrap(object["points"] as? [[String: Any]])
+        XCTAssertEqual(points.map { $0["op"] as? String }, ["rms_norm", "rms_norm", "cross_entropy", "adamw", "adamw"])
+        XCTAssertEqual(points.map { $0["kernel"] as? String }, Array(repeating: "layer", count: 5))
+        XCTAssertEqual(points.map { $0["seq"] as? Int }, [8, 8, 5, 4, 4])
+        XCTAssertEqual(points.map { $0["channels"] as? Int }, [40, 40, 32, 64, 64])
+        // Which roof binds depends on the fixture's roofs for the host's ISA (a scalar host is compute-bound here).
+        XCTAssertTrue(points.allSatisfy { ["compute", "exp", "l3", "dram"].contains($0["bound"] as? String ?? "") })
+        let csv = try String(contentsOfFile: out + "/roofline.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertTrue(csv[0].hasSuffix(",op"), String(csv[0]))
+        XCTAssertTrue(csv[3].hasSuffix(",cross_entropy"), String(csv[3]))
+        let svg = try String(contentsOfFile: out + "/roofline.svg", encoding: .utf8)
+        XCTAssertTrue(svg.contains("data-kernel=\"layer\"") && svg.contains("<polygon"), "layer points are diamonds")
+
+        let bench = try launchKernelLab(["bench", "--suite", suite, "--threads", "1", "--floors", "--repeats", "8"])
+        XCTAssertEqual(bench.status, 0, bench.stderr + bench.stdout)
+        XCTAssertTrue(bench.stdout.contains("adamw 4x64 forward fused") && bench.stdout.contains("fused/unfused"), bench.stdout)
+        XCTAssertFalse(bench.stdout.contains("vector/scalar"), "no layer case here states a vector-gain floor")
+    }
+
     /// `kernel-lab roofline --json` prints only the report; bad input fails
     /// before anything is timed, naming what is wrong.
     func testExecutableJSONIsCleanAndErrorsAreNamed() throws {
@@ -500,7 +536,34 @@ final class RooflineTests: TemporaryDirectoryTestCase {
             XCTAssertEqual(suite.name, name)
             XCTAssertEqual(Set(suite.cases.map(\.shape.kernel)), [.attention, .scan], name)
             XCTAssertTrue(suite.cases.allSatisfy { $0.impls == [.unfused, .fused] && $0.passes == [.forward, .backward] }, name)
+            XCTAssertTrue(suite.cases.allSatisfy { $0.minVectorGain == BenchFloorCheck.defaultVectorGainFloor }, name)
         }
+        // The layers suite: every op the issue's targets name, each pass it has, AdamW beside its twin.
+        let layers = try RooflineSuite.load("layers", directory: directory)
+        XCTAssertEqual(Set(layers.cases.map(\.shape.kernel)), [.layer])
+        XCTAssertEqual(Set(layers.cases.compactMap(\.shape.layerOp)), Set(LayerShape.Op.allCases).subtracting([.softplus]))
+        XCTAssertTrue(layers.cases.allSatisfy { $0.impls == $0.shape.impls && $0.passes == $0.shape.passes })
+        let adamw = try XCTUnwrap(layers.cases.first { $0.shape.layerOp == .adamw })
+        XCTAssertEqual(adamw.impls, [.unfused, .fused])
+        XCTAssertNil(adamw.minVectorGain)
+        XCTAssertFalse(adamw.minSpeedup.isEmpty)
+        XCTAssertEqual(layers.cases.filter { $0.minVectorGain != nil }.compactMap(\.shape.layerOp),
+                       [.silu, .geluTanh, .crossEntropy, .crossEntropy])
+    }
+
+    func testLayerCasesParseWithDefaultsFromTheirOp() throws {
+        let suite = try RooflineSuite(json: Data("""
+            [{"kernel": "layer", "op": "layer_norm", "pass": "both", "rows": 4, "dim": 8},
+             {"kernel": "layer", "op": "cross_entropy", "rows": 3, "dim": 32, "min_vector_gain": 2},
+             {"kernel": "layer", "op": "adamw", "rows": 2, "dim": 8}]
+            """.utf8), name: "l")
+        XCTAssertEqual(suite.cases.map(\.label), ["layer_norm 4x8", "cross_entropy V32 x3", "adamw 2x8"])
+        XCTAssertEqual(suite.cases.map(\.impls), [[.fused], [.fused], [.unfused, .fused]])
+        XCTAssertEqual(suite.cases.map(\.passes), [[.forward, .backward], [.forward], [.forward]])
+        XCTAssertEqual(suite.cases.map(\.minVectorGain), [nil, 2, nil])
+        XCTAssertEqual(suite.runs.map { "\($0.case.label) \($0.pass.rawValue) \($0.impl.rawValue)" },
+                       ["layer_norm 4x8 forward fused", "layer_norm 4x8 backward fused", "cross_entropy V32 x3 forward fused",
+                        "adamw 2x8 forward unfused", "adamw 2x8 forward fused"])
     }
 
     func testSuiteDefaultsAndRunOrder() throws {
@@ -523,9 +586,22 @@ final class RooflineTests: TemporaryDirectoryTestCase {
         }
         let attention = #""batch": 1, "heads": 2, "seq": 8, "head_dim": 4"#
         XCTAssertEqual(error(#"{"cases": [{"kernel": "attn", \#(attention)}]}"#),
-                       .invalidArgument(argument: "cases[0].kernel", reason: "unknown kernel 'attn'; expected one of attention, scan (in 't.json')"))
+                       .invalidArgument(argument: "cases[0].kernel", reason: "unknown kernel 'attn'; expected one of attention, scan, layer (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{\#(attention)}]}"#),
-                       .invalidArgument(argument: "cases[0].kernel", reason: "is required: one of attention, scan (in 't.json')"))
+                       .invalidArgument(argument: "cases[0].kernel", reason: "is required: one of attention, scan, layer (in 't.json')"))
+        // Layer kernels: the op, its size, and only the implementations and passes it has.
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "swish", "rows": 2, "dim": 4}]}"#),
+                       .invalidArgument(argument: "cases[0].op", reason: "unknown layer op 'swish'; expected one of silu, gelu_tanh, softplus, layer_norm, rms_norm, cross_entropy, sum_of_squares, adamw (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "rows": 2}]}"#),
+                       .invalidArgument(argument: "cases[0].dim", reason: "is required for this kernel (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "impl": "both", "rows": 2, "dim": 4}]}"#),
+                       .invalidArgument(argument: "cases[0].impl", reason: "layer silu has no unfused implementation (it has fused) (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "cross_entropy", "pass": "both", "rows": 2, "dim": 4}]}"#),
+                       .invalidArgument(argument: "cases[0].pass", reason: "layer cross_entropy has no backward pass (it has forward) (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "rows": 2, "dim": 4, "min_vector_gain": 0}]}"#),
+                       .invalidArgument(argument: "cases[0].min_vector_gain", reason: "must be a positive number (a speedup), got 0.0 (in 't.json')"))
+        XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "rows": 2, "dim": 4, "min_speedup": {"avx2": 2}}]}"#),
+                       .invalidArgument(argument: "cases[0].min_speedup", reason: "needs \"impl\": \"both\" (a speedup is the fused run over its unfused twin) (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{"kernel": "attention", "impl": "fast", \#(attention)}]}"#),
                        .invalidArgument(argument: "cases[0].impl", reason: "unknown implementation 'fast'; expected fused, unfused or both (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{"kernel": "attention", "pass": "sideways", \#(attention)}]}"#),

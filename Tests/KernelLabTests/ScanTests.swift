@@ -528,7 +528,7 @@ final class ScanProblemTests: XCTestCase {
             for pass in KernelPass.allCases {
                 try workspace.ensure(bytes: try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: 2))
             }
-            try problem.forward(impl: impl, saving: true, pool: pool, workspace: workspace)
+            try problem.forward(impl: impl, forBackward: true, pool: pool, workspace: workspace)
             let (out, _, _) = try Scan.forward(u: problem.u, delta: problem.delta, A: problem.A, B: problem.B, C: problem.C,
                                                 D: problem.D, z: problem.z, deltaBias: problem.deltaBias,
                                                 options: problem.options, impl: impl, pool: pool)

@@ -1,10 +1,11 @@
 /// One attention call at a shape, described once: q, k, v and the output
 /// gradient uniform in [-1, 1] (seeds seed, +1, +2, +3), the outputs and
 /// gradient tensors (empty unless `backward` is asked for), and how to run
-/// either pass. The attention benchmark, the roofline runner and the traffic
-/// probe all time this description. Tensors are allocated once, so timed
-/// calls allocate nothing.
-struct AttentionProblem {
+/// either pass (`KernelProblem`). The attention benchmark, the roofline
+/// runner and the traffic probe time this description, and the tests check
+/// it against the float64 reference and finite differences. Tensors are
+/// allocated once, so timed calls allocate nothing.
+struct AttentionProblem: KernelProblem {
     let shape: AttentionShape
     let options: AttentionOptions
     let q, k, v, out, lse: Tensor
@@ -24,6 +25,16 @@ struct AttentionProblem {
         dv = try Tensor(shape: backward ? shape.keyShape : [0])
     }
 
+    var impls: [KernelImpl] { [.unfused, .fused] }
+    var passes: [KernelPass] { [.forward, .backward] }
+    var inputs: [(name: String, tensor: Tensor)] { [("q", q), ("k", k), ("v", v)] }
+    var outputs: [(name: String, tensor: Tensor, upstream: Tensor?)] {
+        [("out", out, gradOut.count > 0 ? gradOut : nil), ("lse", lse, nil)]
+    }
+    var gradients: [(name: String, input: Tensor, gradient: Tensor)] {
+        dq.count > 0 ? [("q", q, dq), ("k", k, dk), ("v", v, dv)] : []
+    }
+
     func workspaceBytes(impl: KernelImpl, pass: KernelPass, threads: Int) throws -> Int {
         try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: pass, threads: threads)
     }
@@ -32,7 +43,8 @@ struct AttentionProblem {
         try Attention.cost(shape: shape, options: options, impl: impl, pass: pass)
     }
 
-    func forward(impl: KernelImpl, pool: ThreadPool, workspace: Workspace) throws {
+    /// One forward call (it writes lse, which a backward reads, either way).
+    func forward(impl: KernelImpl, forBackward: Bool = false, pool: ThreadPool, workspace: Workspace) throws {
         try Attention.forward(q: q, k: k, v: v, into: out, lse: lse, options: options, impl: impl, pool: pool, workspace: workspace)
     }
 

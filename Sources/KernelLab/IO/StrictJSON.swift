@@ -117,10 +117,14 @@ struct StrictFieldReader {
     }
 
     /// A required string naming one case of `T`.
-    mutating func choice<T: RawRepresentable & CaseIterable>(_ key: String) throws -> T where T.RawValue == String {
-        let names = T.allCases.map(\.rawValue).joined(separator: ", ")
+    mutating func choice<T: RawRepresentable & CaseIterable & Equatable>(_ key: String, among allowed: [T]? = nil) throws -> T
+        where T.RawValue == String {
+        let cases = allowed ?? Array(T.allCases)
+        let names = cases.map(\.rawValue).joined(separator: ", ")
         guard let name = try string(key) else { throw error(key, "is required: one of \(names)") }
-        guard let value = T(rawValue: name) else { throw error(key, "unknown value '\(name)'; expected one of \(names)") }
+        guard let value = T(rawValue: name), cases.contains(value) else {
+            throw error(key, "unknown value '\(name)'; expected one of \(names)")
+        }
         return value
     }
 
@@ -171,6 +175,15 @@ struct StrictFieldReader {
             return .scan(try shape {
                 try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state, groups: groups)
             })
+        case .layer:
+            guard let name = try string("op") else {
+                throw error("op", "is required: one of \(LayerShape.Op.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard let op = LayerShape.Op(rawValue: name) else {
+                throw error("op", "unknown layer op '\(name)'; expected one of \(LayerShape.Op.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            let rows = try required("rows"), dim = try required("dim")
+            return .layer(try shape { try LayerShape(op: op, rows: rows, dim: dim) })
         }
     }
 

@@ -84,6 +84,13 @@ public enum GradientNorm {
         return total.squareRoot()
     }
 
+    /// FLOPs and bytes of the sum of squares over `count` elements (`kl_sum_squares_cost`).
+    public static func cost(count: Int) throws -> KernelCost {
+        var cost = kl_cost()
+        try check(kl_sum_squares_cost(count, &cost), "kl_sum_squares_cost")
+        return KernelCost(cost)
+    }
+
     /// `min(1, maxNorm / norm)`: the `gradScale` that clips to `maxNorm`. A
     /// NaN norm gives NaN, so a diverged step shows in the parameters rather
     /// than being clipped into something finite.

@@ -25,6 +25,20 @@ public enum CrossEntropy {
     ///   `0..<V` (nothing is written then); kernel failures.
     public static func compute(logits: Tensor, targets: [Int32], mask: Tensor? = nil, gradient: Tensor? = nil,
                                pool: ThreadPool? = nil) throws -> Result {
+        let losses = try Tensor(shape: [logits.count / max(logits.shape.last ?? 1, 1)])
+        let (meanLoss, counted) = try compute(logits: logits, targets: targets, mask: mask, gradient: gradient, into: losses,
+                                              pool: pool)
+        return Result(losses: losses, meanLoss: meanLoss, counted: counted)
+    }
+
+    /// As `compute(logits:targets:mask:gradient:pool:)`, writing each row's
+    /// loss into `losses` (one per row), so a training loop allocates nothing.
+    /// Returns the mean loss over the counted rows and their count.
+    ///
+    /// - Throws: as the allocating form, and `.shapeMismatch` naming `losses`.
+    @discardableResult
+    public static func compute(logits: Tensor, targets: [Int32], mask: Tensor? = nil, gradient: Tensor? = nil,
+                               into losses: Tensor, pool: ThreadPool? = nil) throws -> (meanLoss: Double, counted: Double) {
         guard let vocabulary = logits.shape.last, vocabulary >= 1, vocabulary <= Int(Int32.max) else {
             throw KernelLabError.shapeMismatch(argument: "logits", expected: "(..., V) with V >= 1", got: describeShape(logits.shape))
         }
@@ -40,8 +54,16 @@ public enum CrossEntropy {
             throw KernelLabError.shapeMismatch(argument: "gradient", expected: describeShape(logits.shape) + " (logits' shape)",
                                                got: describeShape(gradient.shape))
         }
-        let counted = mask.map { $0.toArray().reduce(0.0) { $0 + Double($1) } } ?? Double(rows)
-        let losses = try Tensor(shape: [rows])
+        guard losses.count == rows else {
+            throw KernelLabError.shapeMismatch(argument: "losses", expected: "\(rows) elements (one per row)", got: describeShape(losses.shape))
+        }
+        try checkDistinct(outputs: [("losses", losses)],
+                          inputs: [("logits", logits)] + (gradient.map { [("gradient", $0)] } ?? []) + (mask.map { [("mask", $0)] } ?? []))
+        var counted = Double(rows)
+        if let mask {
+            counted = 0
+            for i in 0..<rows { counted += Double(mask[i]) }
+        }
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
         let scale = Float(counted > 0 ? 1 / counted : 0)
@@ -59,8 +81,9 @@ public enum CrossEntropy {
             throw KernelLabError.invalidArgument(argument: "targets", reason: detail.replacingOccurrences(of: "cross_entropy: ", with: ""))
         }
         try check(status, "kl_cross_entropy")
-        let total = losses.toArray().reduce(0.0) { $0 + Double($1) }
-        return Result(losses: losses, meanLoss: counted > 0 ? total / counted : 0, counted: counted)
+        var total = 0.0
+        for i in 0..<rows { total += Double(losses[i]) }
+        return (counted > 0 ? total / counted : 0, counted)
     }
 
     /// FLOPs, exps and bytes of one call.

@@ -63,7 +63,7 @@ public enum Normalization: String, CaseIterable, Codable, Sendable {
                           inputs: [("x", x), ("weight", weight)])
         try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
-        let needed = kl_norm_bwd_workspace_bytes(Int32(d), Int32(pool.threads))
+        let needed = Self.backwardWorkspaceBytes(dim: d, threads: pool.threads)
         let workspace = try workspace ?? Workspace(bytes: needed)
         try workspace.ensure(bytes: needed)
         let status = withExtendedLifetime((x, weight, mean, rstd, gradOut, dx, dWeight, dBias)) {
@@ -83,6 +83,11 @@ public enum Normalization: String, CaseIterable, Codable, Sendable {
             }
         }
         try check(status, "kl_\(rawValue.replacingOccurrences(of: "_", with: ""))_bwd")
+    }
+
+    /// The backward's workspace (per-thread partial sums of the weight gradients).
+    public static func backwardWorkspaceBytes(dim: Int, threads: Int) -> Int {
+        Int(kl_norm_bwd_workspace_bytes(Int32(clamping: dim), Int32(clamping: threads)))
     }
 
     /// FLOPs and bytes of one call over `rows` rows of `dim`.

@@ -516,6 +516,11 @@ public struct RooflineChart: Sendable {
                              ("data-speedup", number(pair.speedup))])
     }
 
+    /// A diamond of half-diagonal `r` around (x, y): the layer kernels' marker.
+    private func diamond(_ x: Double, _ y: Double, _ r: Double) -> String {
+        [(x, y - r), (x + r, y), (x, y + r), (x - r, y)].map { "\(fmt($0.0)),\(fmt($0.1))" }.joined(separator: " ")
+    }
+
     private func pointMarker(_ svg: inout SVGWriter, _ point: RooflinePoint, x: Double, y: Double) {
         let color = Self.color(point.kernel, point.pass)
         let fill = point.impl == .fused ? color : "#ffffff"
@@ -532,6 +537,8 @@ public struct RooflineChart: Sendable {
         case .scan:
             svg.element("rect", [("x", fmt(x - 5.5)), ("y", fmt(y - 5.5)), ("width", "11"), ("height", "11"),
                                  ("fill", fill), ("stroke", color), ("stroke-width", "2")])
+        case .layer:
+            svg.element("polygon", [("points", diamond(x, y, 7)), ("fill", fill), ("stroke", color), ("stroke-width", "2")])
         }
         svg.close("g")
     }
@@ -675,6 +682,8 @@ public struct RooflineChart: Sendable {
             case .scan:
                 svg.element("rect", [("x", fmt(x + 5.5)), ("y", fmt(y - 5.5)), ("width", "11"), ("height", "11"),
                                      ("fill", color), ("stroke", color), ("stroke-width", "2")])
+            case .layer:
+                svg.element("polygon", [("points", diamond(x + 11, y, 7)), ("fill", color), ("stroke", color), ("stroke-width", "2")])
             }
             line("\(kernel.rawValue) \(pass.rawValue)")
         }
@@ -732,6 +741,8 @@ public struct RooflineChart: Sendable {
         case (.attention, .backward): "#9467bd"
         case (.scan, .forward): "#2ca02c"
         case (.scan, .backward): "#e6700a"
+        case (.layer, .forward): "#7f7f7f"
+        case (.layer, .backward): "#8c564b"
         }
     }
 
@@ -742,6 +753,8 @@ public struct RooflineChart: Sendable {
         case (.attention, .backward): "#5f3d85"
         case (.scan, .forward): "#1b6e1b"
         case (.scan, .backward): "#a04b00"
+        case (.layer, .forward): "#4d4d4d"
+        case (.layer, .backward): "#5a3630"
         }
     }
 

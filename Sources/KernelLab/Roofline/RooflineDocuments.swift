@@ -40,9 +40,11 @@ extension RooflineReport {
         for device in devices {
             header += ["\(device.profile.id)_fp32_attainable_gflops", "\(device.profile.id)_fp32_bound"]
         }
-        // Without peers the columns stay exactly as they were.
+        // Without peers or layer kernels the columns stay exactly as they were.
         let peers = self.peers ?? []
         if !peers.isEmpty { header.append("peer") }
+        let layers = points.contains { $0.op != nil }
+        if layers { header.append("op") }
         var lines = [header.joined(separator: ",")]
         for p in points {
             func optional(_ value: Int?) -> String { value.map(String.init) ?? "" }
@@ -59,6 +61,7 @@ extension RooflineReport {
                 row += [projection.map { csvNumber($0.attainableGflops) } ?? "", projection?.bound.rawValue ?? ""]
             }
             if !peers.isEmpty { row.append("false") }
+            if layers { row.append(p.op?.rawValue ?? "") }
             lines.append(row.joined(separator: ","))
         }
         // Peers: impl is the peer's name; no ISA, workspace, footprint or projections of theirs are known.
@@ -74,6 +77,7 @@ extension RooflineReport {
                        csvNumber(p.fractionOfBound), "", "", ""]
             row += Array(repeating: "", count: devices.count * 2)
             row.append("true")
+            if layers { row.append("") }
             lines.append(row.joined(separator: ","))
         }
         return lines.joined(separator: "\n") + "\n"

@@ -128,6 +128,8 @@ public struct RooflinePeerEntry: Sendable, Equatable {
             try Attention.cost(shape: shape, options: AttentionOptions(causal: causal), impl: model, pass: pass)
         case let .scan(shape):
             try Scan.cost(shape: shape, impl: model, pass: pass)
+        case .layer:
+            throw KernelLabError.invalidArgument(argument: "kernel", reason: "peers are attention or scan calls")
         }
     }
 
@@ -142,7 +144,8 @@ public struct RooflinePeerEntry: Sendable, Equatable {
         guard let label = try reader.string("label"), !label.isEmpty else {
             throw reader.error("label", "is required: the case's label, e.g. \"attn L4096\"")
         }
-        let kernel: RooflineKernel = try reader.choice("kernel")
+        // Peers are attention or scan calls (make compare's).
+        let kernel: RooflineKernel = try reader.choice("kernel", among: [.attention, .scan])
         let pass: KernelPass = try reader.choice("pass")
         let model: KernelImpl = try reader.choice("model")
         let threads = try reader.required("threads")

@@ -17,8 +17,10 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     public var pass: KernelPass
     /// B.
     public var batch: Int
-    /// Lq (attention) or L (scan).
+    /// Lq (attention), L (scan) or rows (a layer kernel).
     public var seq: Int
+    /// A layer kernel: its op.
+    public var op: LayerShape.Op?
     /// Attention: H.
     public var heads: Int?
     /// Attention: Lk.
@@ -27,7 +29,7 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     public var headDim: Int?
     /// Attention: causal masking.
     public var causal: Bool?
-    /// Scan: D.
+    /// Scan: D; a layer kernel: dim (the vocabulary for the cross-entropy).
     public var channels: Int?
     /// Scan: N.
     public var state: Int?
@@ -95,16 +97,16 @@ public struct RooflinePoint: Codable, Sendable, Equatable {
     /// Per accelerator id: the model's projection (not a measurement).
     public var projections: [String: AcceleratorProjection]
 
-    /// The shape as text: "1x8x4096x4096x64 causal" or "1x1024x4096x16x1".
+    /// The shape as text: "1x8x4096x4096x64 causal", "1x1024x4096x16x1" or "layer_norm 16384x1024".
     public var shapeDescription: String {
-        rooflineShapeDescription(kernel: kernel, batch: batch, seq: seq, heads: heads, kvSeq: kvSeq, headDim: headDim,
+        (op.map { "\($0.rawValue) " } ?? "") + rooflineShapeDescription(kernel: kernel, batch: batch, seq: seq, heads: heads, kvSeq: kvSeq, headDim: headDim,
                                  causal: causal, channels: channels, state: state, groups: groups)
     }
 
     enum CodingKeys: String, CodingKey {
         case id
         case caseIndex = "case"
-        case label, kernel, impl, pass, batch, seq, heads
+        case label, kernel, impl, pass, batch, seq, op, heads
         case kvSeq = "kv_seq"
         case headDim = "head_dim"
         case causal, channels, state, groups, threads, isa, warmup, repeats
@@ -429,11 +431,14 @@ extension RooflineCase.Shape {
             (shape.batch, shape.queryLength, shape.heads, shape.keyLength, shape.headDim, causal, nil, nil, nil)
         case let .scan(shape):
             (shape.batch, shape.seqLen, nil, nil, nil, nil, shape.channels, shape.state, shape.groups)
+        case let .layer(shape):
+            // A layer's rows are tokens and its dim the channels (the vocabulary for the cross-entropy).
+            (1, shape.rows, nil, nil, nil, nil, shape.dim, nil, nil)
         }
     }
 }
 
-/// "1x8x4096x4096x64 causal" (B x H x Lq x Lk x d) or "1x1024x4096x16x1" (B x D x L x N x G).
+/// "1x8x4096x4096x64 causal" (B x H x Lq x Lk x d), "1x1024x4096x16x1" (B x D x L x N x G) or "16384x1024" (rows x dim).
 func rooflineShapeDescription(kernel: RooflineKernel, batch: Int, seq: Int, heads: Int?, kvSeq: Int?, headDim: Int?,
                               causal: Bool?, channels: Int?, state: Int?, groups: Int?) -> String {
     switch kernel {
@@ -441,6 +446,8 @@ func rooflineShapeDescription(kernel: RooflineKernel, batch: Int, seq: Int, head
         "\(batch)x\(heads ?? 0)x\(seq)x\(kvSeq ?? seq)x\(headDim ?? 0)" + (causal == true ? " causal" : "")
     case .scan:
         "\(batch)x\(channels ?? 0)x\(seq)x\(state ?? 0)x\(groups ?? 1)"
+    case .layer:
+        "\(seq)x\(channels ?? 0)"
     }
 }
 
@@ -456,6 +463,7 @@ extension RooflinePoint {
         impl = run.impl
         pass = run.pass
         (batch, seq, heads, kvSeq, headDim, causal, channels, state, groups) = run.case.shape.columns
+        op = run.case.shape.layerOp
         self.threads = threads
         self.isa = isa
         warmup = run.warmup

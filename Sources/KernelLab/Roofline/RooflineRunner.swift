@@ -57,82 +57,24 @@ public struct RooflineRunner: Sendable {
                 progress?("[\(position)/\(runs.count)] \(item.label) \(run.pass.rawValue) \(run.impl.rawValue), "
                           + "\(self.threads) thread(s), \(run.warmup) warm-up + \(run.repeats) timed")
             }
-            switch item.shape {
-            case let .attention(shape, causal):
-                let bench = try AttentionCase(shape: shape, causal: causal, runs: caseRuns, seed: seed)
-                for run in caseRuns {
-                    report(run)
-                    measurements.append(try bench.measure(run, pool: pool, workspace: workspace))
-                }
-            case let .scan(shape):
-                let bench = try ScanCase(shape: shape, runs: caseRuns, seed: seed)
-                for run in caseRuns {
-                    report(run)
-                    measurements.append(try bench.measure(run, pool: pool, workspace: workspace))
-                }
+            // The op's one description, made once per case (its gradients only when a backward runs).
+            let problem = try item.shape.problem(seed: seed, backward: caseRuns.contains { $0.pass == .backward })
+            for run in caseRuns {
+                report(run)
+                measurements.append(try problem.measure(run, pool: pool, workspace: workspace))
             }
         }
         return measurements
     }
 }
 
-/// One attention case: the op's one description (`AttentionProblem`), timed per run.
-private struct AttentionCase {
-    let problem: AttentionProblem
-
-    init(shape: AttentionShape, causal: Bool, runs: [RooflineRun], seed: UInt64) throws {
-        problem = try AttentionProblem(shape: shape, causal: causal, seed: seed, backward: runs.contains { $0.pass == .backward })
-    }
-
-    func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
-        let bytes = try problem.workspaceBytes(impl: run.impl, pass: run.pass, threads: pool.threads)
-        // Grown before timing, so no timed call allocates.
-        try workspace.ensure(bytes: bytes)
-        let samples: Samples
-        switch run.pass {
-        case .forward:
-            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
-            }
-            Benchmark.blackHole(problem.out[0])
-        case .backward:
-            try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
-            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try problem.backward(impl: run.impl, pool: pool, workspace: workspace)
-            }
-            Benchmark.blackHole(problem.dq[0])
+extension RooflineCase.Shape {
+    /// The op's one description at this shape.
+    func problem(seed: UInt64, backward: Bool) throws -> any KernelProblem {
+        switch self {
+        case let .attention(shape, causal): try AttentionProblem(shape: shape, causal: causal, seed: seed, backward: backward)
+        case let .scan(shape): try ScanProblem(shape: shape, seed: seed, backward: backward)
+        case let .layer(shape): try LayerProblem(shape: shape, seed: seed, backward: backward)
         }
-        return RooflineMeasurement(run: run, samples: samples, cost: try problem.cost(impl: run.impl, pass: run.pass), workspaceBytes: bytes)
-    }
-}
-
-/// One scan case: the op's one description (`ScanProblem`), timed per run.
-private struct ScanCase {
-    let problem: ScanProblem
-    var shape: ScanShape { problem.shape }
-
-    init(shape: ScanShape, runs: [RooflineRun], seed: UInt64) throws {
-        problem = try ScanProblem(shape: shape, seed: seed, backward: runs.contains { $0.pass == .backward })
-    }
-
-    func measure(_ run: RooflineRun, pool: ThreadPool, workspace: Workspace) throws -> RooflineMeasurement {
-        let bytes = try Scan.workspaceBytes(shape: shape, impl: run.impl, pass: run.pass, threads: pool.threads)
-        try workspace.ensure(bytes: bytes)
-        let samples: Samples
-        switch run.pass {
-        case .forward:
-            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try problem.forward(impl: run.impl, pool: pool, workspace: workspace)
-            }
-            Benchmark.blackHole(problem.out[0])
-        case .backward:
-            try problem.forward(impl: run.impl, saving: true, pool: pool, workspace: workspace)
-            samples = try Benchmark.measure(warmup: run.warmup, repeats: run.repeats) {
-                try problem.backward(impl: run.impl, pool: pool, workspace: workspace)
-            }
-            Benchmark.blackHole(problem.du[0])
-        }
-        let cost = try Scan.cost(shape: shape, impl: run.impl, pass: run.pass)
-        return RooflineMeasurement(run: run, samples: samples, cost: cost, workspaceBytes: bytes)
     }
 }

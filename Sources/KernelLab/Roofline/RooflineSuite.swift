@@ -20,7 +20,9 @@ import Foundation
 /// its fused twin); `pass` is forward, backward or both. Attention takes
 /// batch, heads, seq, head_dim and optionally kv_seq (default seq) and causal
 /// (default false); the scan takes batch, channels, seq, state and optionally
-/// groups (default 1). Optional per case: `label`, `warmup`, `repeats`.
+/// groups (default 1); a layer kernel (`"kernel": "layer"`) takes op (one of
+/// `LayerShape.Op`), rows and dim, impl defaulting to fused unless the op has
+/// an unfused twin (AdamW). Optional per case: `label`, `warmup`, `repeats`.
 /// (`level`, which once chose the one memory level bounding a case, is
 /// retired and rejected: the bound is hierarchical, see `RooflineBound`.)
 /// Optional in the suite and per case: `thresholds`, the
@@ -28,7 +30,9 @@ import Foundation
 /// `BenchThresholds`; a case's override the suite's, key by key). Optional
 /// per case: `min_speedup`, the fused/unfused speedup floor of each ISA, e.g.
 /// `{"avx2": 1.5, "avx512": {"forward": 1.5, "backward": 2}}`, that
-/// `kernel-lab bench --floors` gates on (see `BenchFloorCheck`). Unknown keys are errors, so a typo cannot
+/// `kernel-lab bench --floors` gates on (see `BenchFloorCheck`), and
+/// `min_vector_gain`, the floor of the fused run's scalar-path time over its
+/// vector-path time (default 1.5 for attention and the scan, none for a layer). Unknown keys are errors, so a typo cannot
 /// silently fall back to a default.
 public struct RooflineSuite: Sendable, Equatable {
     /// The suite's name (the file name without `.json`).
@@ -150,6 +154,8 @@ public enum RooflineKernel: String, CaseIterable, Codable, Sendable {
     case attention
     /// Mamba-1 selective scan (`Scan`).
     case scan
+    /// A layer kernel (`LayerShape.Op`: activations, norms, cross-entropy, sum of squares, AdamW).
+    case layer
 }
 
 /// One case of a suite: a kernel at one shape, with the implementations and
@@ -161,13 +167,34 @@ public struct RooflineCase: Sendable, Equatable {
         case attention(AttentionShape, causal: Bool)
         /// The selective scan of `shape` (Mamba's defaults: D, z, delta_bias, softplus).
         case scan(ScanShape)
+        /// A layer kernel at `shape`.
+        case layer(LayerShape)
 
         /// The kernel.
         public var kernel: RooflineKernel {
             switch self {
             case .attention: .attention
             case .scan: .scan
+            case .layer: .layer
             }
+        }
+
+        /// The implementations the kernel has (attention and the scan have both; most layers only fused).
+        public var impls: [KernelImpl] {
+            if case let .layer(shape) = self { return shape.op.impls }
+            return [.unfused, .fused]
+        }
+
+        /// The layer op, for a layer kernel.
+        public var layerOp: LayerShape.Op? {
+            if case let .layer(shape) = self { return shape.op }
+            return nil
+        }
+
+        /// The passes the kernel has.
+        public var passes: [KernelPass] {
+            if case let .layer(shape) = self { return shape.op.passes }
+            return [.forward, .backward]
         }
     }
 
@@ -189,13 +216,27 @@ public struct RooflineCase: Sendable, Equatable {
     /// Fused/unfused speedup floors by ISA name (`min_speedup`), for
     /// `kernel-lab bench --floors`; empty when the case states none.
     public var minSpeedup: [String: Double]
+    /// The fused run's floor of scalar-path time over its time on the
+    /// hardware's vector ISA (`min_vector_gain`, for `bench --floors`).
+    /// Attention and the scan default to `BenchFloorCheck.defaultVectorGainFloor`;
+    /// a layer kernel is checked only when it states one, because a
+    /// memory-bound kernel's scalar path can reach the DRAM roof too (on Zen 4
+    /// the norms, the sum of squares and AdamW measured 1.0-1.2x), so the
+    /// gain cannot tell a vector path from a scalar one there.
+    public var minVectorGain: Double?
 
     /// Creates a case; `label` defaults to a description of the shape.
     public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
                 label: String? = nil, warmup: Int? = nil, repeats: Int? = nil,
-                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double] = [:]) {
+                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double] = [:],
+                minVectorGain: Double?? = nil) {
         self.thresholds = thresholds
         self.minSpeedup = minSpeedup
+        if case let .some(floor) = minVectorGain {
+            self.minVectorGain = floor
+        } else {
+            self.minVectorGain = shape.kernel == .layer ? nil : BenchFloorCheck.defaultVectorGainFloor
+        }
         self.shape = shape
         self.impls = impls
         self.passes = passes
@@ -220,6 +261,8 @@ public struct RooflineCase: Sendable, Equatable {
             if s.batch != 1 { parts.append("B\(s.batch)") }
             if s.groups != 1 { parts.append("G\(s.groups)") }
             return parts.joined(separator: " ")
+        case let .layer(s):
+            return s.op == .crossEntropy ? "cross_entropy V\(s.dim) x\(s.rows)" : "\(s.op.rawValue) \(s.rows)x\(s.dim)"
         }
     }
 
@@ -234,24 +277,7 @@ public struct RooflineCase: Sendable, Equatable {
         guard let kernel = RooflineKernel(rawValue: kernelName) else {
             throw reader.error("kernel", "unknown kernel '\(kernelName)'; expected one of \(RooflineKernel.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let impls: [KernelImpl]
-        switch try reader.string("impl") ?? "both" {
-        case "both": impls = [.unfused, .fused]
-        case let name:
-            guard let impl = KernelImpl(rawValue: name) else {
-                throw reader.error("impl", "unknown implementation '\(name)'; expected fused, unfused or both")
-            }
-            impls = [impl]
-        }
-        let passes: [KernelPass]
-        switch try reader.string("pass") ?? "forward" {
-        case "both": passes = [.forward, .backward]
-        case let name:
-            guard let pass = KernelPass(rawValue: name) else {
-                throw reader.error("pass", "unknown pass '\(name)'; expected forward, backward or both")
-            }
-            passes = [pass]
-        }
+        let implName = try reader.string("impl"), passName = try reader.string("pass")
         let label = try reader.string("label")
         let warmup = try reader.integer("warmup", minimum: 0)
         let repeats = try reader.integer("repeats", minimum: 1)
@@ -260,14 +286,43 @@ public struct RooflineCase: Sendable, Equatable {
         }
         let thresholds = try reader.thresholds("thresholds", base: suiteThresholds)
         let minSpeedup = try reader.isaFloors("min_speedup")
+        let minVectorGain = try reader.number("min_vector_gain")
+        if let minVectorGain, !(minVectorGain > 0 && minVectorGain.isFinite) {
+            throw reader.error("min_vector_gain", "must be a positive number (a speedup), got \(minVectorGain)")
+        }
+        let shape = try reader.kernelShape(kernel)
+        try reader.rejectUnknown()
+        let what = shape.kernel == .layer ? "\(kernel.rawValue) \(shape.layerOp!.rawValue)" : kernel.rawValue
+        // "both" is the default where the kernel has both (a layer without a twin defaults to fused).
+        let impls: [KernelImpl]
+        switch implName ?? (shape.impls.count > 1 ? "both" : "fused") {
+        case "both": impls = [.unfused, .fused]
+        case let name:
+            guard let impl = KernelImpl(rawValue: name) else {
+                throw reader.error("impl", "unknown implementation '\(name)'; expected fused, unfused or both")
+            }
+            impls = [impl]
+        }
+        for impl in impls where !shape.impls.contains(impl) {
+            throw reader.error("impl", "\(what) has no \(impl.rawValue) implementation (it has \(shape.impls.map(\.rawValue).joined(separator: ", ")))")
+        }
+        let passes: [KernelPass]
+        switch passName ?? "forward" {
+        case "both": passes = [.forward, .backward]
+        case let name:
+            guard let pass = KernelPass(rawValue: name) else {
+                throw reader.error("pass", "unknown pass '\(name)'; expected forward, backward or both")
+            }
+            passes = [pass]
+        }
+        for pass in passes where !shape.passes.contains(pass) {
+            throw reader.error("pass", "\(what) has no \(pass.rawValue) pass (it has \(shape.passes.map(\.rawValue).joined(separator: ", ")))")
+        }
         if !minSpeedup.isEmpty, impls.count < 2 {
             throw reader.error("min_speedup", "needs \"impl\": \"both\" (a speedup is the fused run over its unfused twin)")
         }
-
-        let shape = try reader.kernelShape(kernel)
-        try reader.rejectUnknown()
         self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats,
-                  thresholds: thresholds, minSpeedup: minSpeedup)
+                  thresholds: thresholds, minSpeedup: minSpeedup, minVectorGain: minVectorGain.map { .some($0) } ?? .none)
     }
 }
 

@@ -113,33 +113,24 @@ public struct TrafficProbe: Sendable {
         try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state)
     }
 
+    // The op's one description, as the benchmarks and the roofline time it.
     private func runAttention(pool: ThreadPool, llc: Int) throws {
-        let shape = try attentionShape()
-        // The op's one description, as the benchmark and the roofline time it.
-        let problem = try AttentionProblem(shape: shape, causal: causal, seed: 1, backward: pass == .backward)
-        let workspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: pass, threads: pool.threads))
-        switch pass {
-        case .forward:
-            try measure(llcBytes: llc) { try problem.forward(impl: impl, pool: pool, workspace: workspace) }
-        case .backward:
-            let fwdWorkspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: .forward, threads: pool.threads))
-            try problem.forward(impl: impl, pool: pool, workspace: fwdWorkspace)
-            try measure(llcBytes: llc) { try problem.backward(impl: impl, pool: pool, workspace: workspace) }
-        }
+        try run(AttentionProblem(shape: try attentionShape(), causal: causal, seed: 1, backward: pass == .backward),
+                pool: pool, llc: llc)
     }
 
     private func runScan(pool: ThreadPool, llc: Int) throws {
-        let shape = try scanShape()
-        // The op's one description (Mamba's defaults), as the benchmark and the roofline time it.
-        let problem = try ScanProblem(shape: shape, seed: 1, backward: pass == .backward)
-        let workspace = try Workspace(bytes: Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: pool.threads))
+        try run(ScanProblem(shape: try scanShape(), seed: 1, backward: pass == .backward), pool: pool, llc: llc)
+    }
+
+    private func run(_ problem: some KernelProblem, pool: ThreadPool, llc: Int) throws {
+        let workspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: pass, threads: pool.threads))
         switch pass {
         case .forward:
-            try measure(llcBytes: llc) { try problem.forward(impl: impl, pool: pool, workspace: workspace) }
+            try measure(llcBytes: llc) { try problem.forward(impl: impl, forBackward: false, pool: pool, workspace: workspace) }
         case .backward:
-            let fwdWorkspace = try Workspace(bytes: Scan.workspaceBytes(shape: shape, impl: impl, pass: .forward,
-                                                                        threads: pool.threads))
-            try problem.forward(impl: impl, saving: true, pool: pool, workspace: fwdWorkspace)
+            let fwdWorkspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: .forward, threads: pool.threads))
+            try problem.forward(impl: impl, forBackward: true, pool: pool, workspace: fwdWorkspace)
             try measure(llcBytes: llc) { try problem.backward(impl: impl, pool: pool, workspace: workspace) }
         }
     }

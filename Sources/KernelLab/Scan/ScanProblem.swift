@@ -1,7 +1,8 @@
 /// One selective-scan call at a shape, described once: its inputs (Mamba's
 /// defaults), its output and gradient tensors, and how to run either pass.
 /// The scan benchmark, the roofline runner and the traffic probe all time
-/// this description, so their inputs cannot drift apart.
+/// this description, so their inputs cannot drift apart, and the tests check
+/// it against the float64 reference and finite differences (`KernelProblem`).
 ///
 /// Inputs: D, z and delta_bias given, softplus on, A[d, n] = -(n + 1)
 /// (Mamba's S4D-real initialization), u, B, C, z uniform in [-1, 1], delta
@@ -10,7 +11,7 @@
 /// and no gradient into the last state, as in training. Tensors are
 /// allocated once, so timed calls allocate nothing; the gradient tensors are
 /// empty unless `backward` is asked for.
-struct ScanProblem {
+struct ScanProblem: KernelProblem {
     static let deltaRange: ClosedRange<Float> = -3...1
     static let deltaBiasRange: ClosedRange<Float> = -6.9 ... -2.25
 
@@ -46,18 +47,39 @@ struct ScanProblem {
         ddeltaBias = try Tensor(shape: backwardOnly(shape.channelShape))
     }
 
+    var impls: [KernelImpl] { [.unfused, .fused] }
+    var passes: [KernelPass] { [.forward, .backward] }
+    var inputs: [(name: String, tensor: Tensor)] {
+        [("u", u), ("delta", delta), ("A", A), ("B", B), ("C", C), ("D", D), ("z", z), ("delta_bias", deltaBias)]
+    }
+    var outputs: [(name: String, tensor: Tensor, upstream: Tensor?)] {
+        [("out", out, gradOut.count > 0 ? gradOut : nil), ("last_state", lastState, nil)]
+    }
+    var gradients: [(name: String, input: Tensor, gradient: Tensor)] {
+        du.count > 0
+            ? [("u", u, du), ("delta", delta, ddelta), ("A", A, dA), ("B", B, dB), ("C", C, dC), ("D", D, dD), ("z", z, dz),
+               ("delta_bias", deltaBias, ddeltaBias)]
+            : []
+    }
+
+    func cost(impl: KernelImpl, pass: KernelPass) throws -> KernelCost { try Scan.cost(shape: shape, impl: impl, pass: pass) }
+
+    func workspaceBytes(impl: KernelImpl, pass: KernelPass, threads: Int) throws -> Int {
+        try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
+    }
+
     /// The saved chunk states a backward of `impl` is given: the fused one
     /// reuses them, the unfused one ignores them (it rematerializes every state).
     func savedStates(for impl: KernelImpl) -> Tensor? { impl == .fused ? saved : nil }
 
-    /// One forward call; `saving` keeps the chunk states for a backward of `impl`.
-    func forward(impl: KernelImpl, saving: Bool = false, pool: ThreadPool, workspace: Workspace) throws {
+    /// One forward call; `forBackward` keeps the chunk states for a backward of `impl`.
+    func forward(impl: KernelImpl, forBackward: Bool = false, pool: ThreadPool, workspace: Workspace) throws {
         try Scan.forward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
-                         into: out, lastState: lastState, saved: saving ? savedStates(for: impl) : nil,
+                         into: out, lastState: lastState, saved: forBackward ? savedStates(for: impl) : nil,
                          options: options, impl: impl, pool: pool, workspace: workspace)
     }
 
-    /// One backward call, after a `forward(impl:saving: true ...)`.
+    /// One backward call, after a `forward(impl:forBackward: true ...)`.
     func backward(impl: KernelImpl, pool: ThreadPool, workspace: Workspace) throws {
         try Scan.backward(u: u, delta: delta, A: A, B: B, C: C, D: D, z: z, deltaBias: deltaBias,
                           gradOut: gradOut, saved: savedStates(for: impl),

@@ -64,20 +64,8 @@ public struct AttentionBenchmark: Sendable {
         for pass in passes {
             for impl in impls {
                 progress?("attention \(impl.rawValue) \(pass.rawValue) \(shape)\(causal ? " causal" : ""), \(threads) thread(s)")
-                let samples: Samples
-                switch pass {
-                case .forward:
-                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try problem.forward(impl: impl, pool: pool, workspace: workspace)
-                    }
-                    Benchmark.blackHole(problem.out[0])
-                case .backward:
-                    try problem.forward(impl: impl, pool: pool, workspace: workspace)
-                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try problem.backward(impl: impl, pool: pool, workspace: workspace)
-                    }
-                    Benchmark.blackHole(problem.dq[0])
-                }
+                let samples = try problem.time(impl: impl, pass: pass, warmup: warmup, repeats: repeats, pool: pool,
+                                               workspace: workspace)
                 let cost = try Attention.cost(shape: shape, options: options, impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
                 results.append(AttentionBenchmarkResult(

@@ -35,70 +35,53 @@ public enum LayersBenchmark {
         public var adamwSpeedup: Double
     }
 
+    /// The layer kernels this benchmark times, in order (AdamW last: its
+    /// fused and unfused steps alternate call by call).
+    public static func shapes(_ c: Config) throws -> [LayerShape] {
+        let n = c.count / c.dim * c.dim, rows = n / c.dim
+        var shapes = try [LayerShape.Op.silu, .geluTanh, .layerNorm, .rmsNorm].map { try LayerShape(op: $0, rows: rows, dim: c.dim) }
+        shapes += try c.vocabularies.filter { n / $0 >= 1 }.map { try LayerShape(op: .crossEntropy, rows: n / $0, dim: $0) }
+        shapes += try [LayerShape(op: .sumOfSquares, rows: rows, dim: c.dim), LayerShape(op: .adamw, rows: rows, dim: c.dim)]
+        return shapes
+    }
+
     /// - Throws: `KernelLabError` for a bad configuration or a kernel failure.
     public static func run(_ c: Config, progress: ((String) -> Void)? = nil) throws -> Result {
         guard c.count >= c.dim, c.dim >= 1, c.vocabularies.allSatisfy({ $0 >= 1 }), c.repeats >= 1, c.warmup >= 0 else {
             throw KernelLabError.invalidArgument(argument: "count", reason: "need count >= dim >= 1, vocabularies >= 1, repeats >= 1")
         }
         let pool = try ThreadPool(threads: c.threads)
-        let n = c.count / c.dim * c.dim, rowsN = n / c.dim
-        let x = try Tensor.random(shape: [rowsN, c.dim], seed: 1), y = try Tensor(shape: [rowsN, c.dim])
-        let dy = try Tensor.random(shape: [rowsN, c.dim], seed: 2), dx = try Tensor(shape: [rowsN, c.dim])
+        let workspace = try Workspace()
         var rows: [Row] = []
-        func time(_ name: String, _ cost: KernelCost, _ body: () throws -> Void) throws {
-            progress?(name)
-            rows.append(Row(name: name, samples: try Benchmark.measure(warmup: c.warmup, repeats: c.repeats, body), bytes: cost.dramBytes,
-                            flops: cost.flops))
-        }
-        for act in [Activation.silu, .geluTanh] {
-            try time("\(act.rawValue) forward", act.cost(count: n, pass: .forward)) { try act.forward(x, into: y, pool: pool) }
-            try time("\(act.rawValue) backward", act.cost(count: n, pass: .backward)) {
-                try act.backward(x, gradOut: dy, into: dx, pool: pool)
+        var speedup = Double.nan
+        for shape in try shapes(c) {
+            // Each op's one description (`LayerProblem`), as `bench --suite layers` times it.
+            let problem = try LayerProblem(shape: shape, seed: 1, backward: true)
+            let name = shape.op == .crossEntropy ? "cross-entropy + gradient V\(shape.dim)" : shape.op.rawValue
+            if shape.op == .adamw {
+                // Fused and unfused alternately on the same buffers, so drift hits both.
+                progress?("adamw fused and unfused")
+                let (fused, unfused) = try Benchmark.measureAlternating(warmup: c.warmup, repeats: c.repeats, {
+                    try problem.forward(impl: .fused, forBackward: false, pool: pool, workspace: workspace)
+                }, {
+                    try problem.forward(impl: .unfused, forBackward: false, pool: pool, workspace: workspace)
+                })
+                for (impl, samples, label) in [(KernelImpl.fused, fused, "adamw fused"), (.unfused, unfused, "adamw unfused (4 passes)")] {
+                    let cost = try problem.cost(impl: impl, pass: .forward)
+                    rows.append(Row(name: label, samples: samples, bytes: cost.dramBytes, flops: cost.flops))
+                }
+                speedup = Samples(seconds: zip(unfused.seconds, fused.seconds).map { $0 / $1 }).median
+                continue
+            }
+            for pass in problem.passes {
+                let label = problem.passes.count > 1 ? "\(name) \(pass.rawValue)" : name
+                progress?(label)
+                let samples = try problem.time(impl: .fused, pass: pass, warmup: c.warmup, repeats: c.repeats, pool: pool,
+                                               workspace: workspace)
+                let cost = try problem.cost(impl: .fused, pass: pass)
+                rows.append(Row(name: label, samples: samples, bytes: cost.dramBytes, flops: cost.flops))
             }
         }
-        let w = try Tensor.random(shape: [c.dim], seed: 3), b = try Tensor.random(shape: [c.dim], seed: 4)
-        let mean = try Tensor(shape: [rowsN]), rstd = try Tensor(shape: [rowsN])
-        let dw = try Tensor(shape: [c.dim]), db = try Tensor(shape: [c.dim]), workspace = try Workspace()
-        try time("layernorm forward", Normalization.layerNorm.cost(rows: rowsN, dim: c.dim, pass: .forward)) {
-            try Normalization.layerNorm.forward(x, weight: w, bias: b, into: y, mean: mean, rstd: rstd, pool: pool)
-        }
-        try time("layernorm backward", Normalization.layerNorm.cost(rows: rowsN, dim: c.dim, pass: .backward)) {
-            try Normalization.layerNorm.backward(x, weight: w, mean: mean, rstd: rstd, gradOut: dy, into: dx, dWeight: dw,
-                                                 dBias: db, pool: pool, workspace: workspace)
-        }
-        try time("rmsnorm forward", Normalization.rmsNorm.cost(rows: rowsN, dim: c.dim, pass: .forward)) {
-            try Normalization.rmsNorm.forward(x, weight: w, into: y, mean: nil, rstd: rstd, pool: pool)
-        }
-        for vocabulary in c.vocabularies {
-            let vRows = n / vocabulary
-            guard vRows >= 1 else { continue }
-            let logits = try Tensor.random(shape: [vRows, vocabulary], seed: 5), grad = try Tensor(shape: [vRows, vocabulary])
-            let targets = (0..<vRows).map { Int32($0 % vocabulary) }
-            try time("cross-entropy + gradient V\(vocabulary)", CrossEntropy.cost(rows: vRows, vocabulary: vocabulary)) {
-                _ = try CrossEntropy.compute(logits: logits, targets: targets, gradient: grad, pool: pool)
-            }
-        }
-        let flat = try x.reshaped([n])
-        try time("sum of squares", KernelCost(flops: 2 * Double(n), minBytes: 4 * Double(n), dramBytes: 4 * Double(n), exps: 0)) {
-            Benchmark.blackHole(Float(try GradientNorm.global([flat], pool: pool)))
-        }
-        // AdamW, fused and unfused alternately on the same buffers.
-        progress?("adamw fused and unfused")
-        let p = try Tensor.random(shape: [n], seed: 6), g = try Tensor.random(shape: [n], seed: 7)
-        let m = try Tensor(shape: [n]), v = try Tensor(shape: [n])
-        let opt = AdamW(learningRate: 1e-3)
-        var step = 0
-        let (fused, unfused) = try Benchmark.measureAlternating(warmup: c.warmup, repeats: c.repeats, {
-            step += 1
-            try opt.step(parameters: p, gradients: g, m: m, v: v, step: step, pool: pool)
-        }, {
-            step += 1
-            try opt.step(parameters: p, gradients: g, m: m, v: v, step: step, impl: .unfused, pool: pool)
-        })
-        let fusedCost = try AdamW.cost(count: n), unfusedCost = try AdamW.cost(count: n, impl: .unfused)
-        rows.append(Row(name: "adamw fused", samples: fused, bytes: fusedCost.dramBytes, flops: fusedCost.flops))
-        rows.append(Row(name: "adamw unfused (4 passes)", samples: unfused, bytes: unfusedCost.dramBytes, flops: unfusedCost.flops))
-        let speedup = Samples(seconds: zip(unfused.seconds, fused.seconds).map { $0 / $1 }).median
         return Result(config: c, rows: rows, adamwSpeedup: speedup)
     }
 }

@@ -69,22 +69,9 @@ public struct ScanBenchmark: Sendable {
         for pass in passes {
             for impl in impls {
                 progress?("scan \(impl.rawValue) \(pass.rawValue) \(shape), \(threads) thread(s)")
-                let samples: Samples
-                var savedBytes = 0
-                switch pass {
-                case .forward:
-                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try problem.forward(impl: impl, pool: pool, workspace: workspace)
-                    }
-                    Benchmark.blackHole(problem.out[0])
-                case .backward:
-                    savedBytes = (problem.savedStates(for: impl)?.count ?? 0) * MemoryLayout<Float>.stride
-                    try problem.forward(impl: impl, saving: true, pool: pool, workspace: workspace)
-                    samples = try Benchmark.measure(warmup: warmup, repeats: repeats) {
-                        try problem.backward(impl: impl, pool: pool, workspace: workspace)
-                    }
-                    Benchmark.blackHole(problem.du[0])
-                }
+                let savedBytes = pass == .backward ? (problem.savedStates(for: impl)?.count ?? 0) * MemoryLayout<Float>.stride : 0
+                let samples = try problem.time(impl: impl, pass: pass, warmup: warmup, repeats: repeats, pool: pool,
+                                               workspace: workspace)
                 let cost = try Scan.cost(shape: shape, impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
                 let workspaceBytes = try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
