@@ -106,11 +106,11 @@ struct BenchCommand: ParsableCommand {
             copy.repeats = 3
             return copy
         }
+        guard !fusedOnly.cases.isEmpty else { return [:] }
         let active = try ISA.active
         try ISA.set(.scalar)
         defer { try? ISA.set(active) }
         printError("timing the fused kernels on the scalar path too (vector-gain floor)")
-        guard !fusedOnly.cases.isEmpty else { return [:] }
         let measurements = try RooflineRunner(threads: threads, seed: seed).measure(fusedOnly, progress: progress)
         return Dictionary(measurements.map { (BenchCaseResult.id($0.run), $0.samples.median) },
                           uniquingKeysWith: { first, _ in first })

@@ -20,7 +20,8 @@ final class CrossEntropyTests: XCTestCase {
         for isa in ISA.supported {
             try ISA.set(isa)
             // Rows past 16 at V a multiple of 16 (up to 128) take the 16-row block path, with a ragged tail.
-            for (rows, V) in [(3, 1), (5, 17), (9, 32), (2, 50257), (37, 32), (40, 16), (19, 128), (17, 144), (33, 48)] {
+            for (rows, V) in [(3, 1), (5, 17), (9, 32), (2, 50257), (37, 32), (40, 16), (35, 128), (17, 144), (33, 48),
+                              (4, 2048), (3, 4099)] {  // V >= 2048: the two-pass chunked path
                 var rng = ReferenceRNG(seed: UInt64(rows * 100_000 + V))
                 var z = (0..<rows * V).map { _ in Float(rng.uniform() * 6) }
                 if V > 1 { z[1] = 80; z[V + 1] = -80 }  // extreme logits stay finite
@@ -95,6 +96,17 @@ final class CrossEntropyTests: XCTestCase {
         XCTAssertEqual(lossApart.losses.toArray(), lossTogether.losses.toArray())
         XCTAssertEqual(lossApart.losses[5], 0)
         XCTAssertTrue((0..<32).allSatisfy { apart[5 * 32 + $0] == 0 }, "the masked row's gradient is zero")
+        // The block path without a gradient gives the same losses.
+        let lossOnly = try CrossEntropy.compute(logits: try Tensor(shape: [18, 32], values: zb), targets: tb, mask: mb)
+        XCTAssertEqual(lossOnly.losses.toArray(), lossApart.losses.toArray())
+        // A +inf logit makes its row NaN on the block path as on the row path (its sum of exps is NaN).
+        var zi = zb
+        zi[2 * 32 + 7] = .infinity
+        let inf = try CrossEntropy.compute(logits: try Tensor(shape: [18, 32], values: zi), targets: tb, mask: mb)
+        XCTAssertTrue(inf.losses[2].isNaN, "row 2: \(inf.losses[2])")
+        XCTAssertTrue((0..<18).filter { $0 != 2 }.allSatisfy { inf.losses[$0].isFinite })
+        let rowPath = try CrossEntropy.compute(logits: try Tensor(shape: [1, 32], values: Array(zi[64..<96])), targets: [tb[2]])
+        XCTAssertTrue(rowPath.losses[0].isNaN)
 
         let logits = try Tensor(shape: [2, 4], values: z)
         XCTAssertThrows(.invalidArgument(argument: "targets", reason: "targets[1] = 4, expected 0 <= t < V = 4"),
@@ -120,17 +132,21 @@ final class CrossEntropyTests: XCTestCase {
         defer { try? ISA.set(original) }
         for isa in ISA.supported {
             try ISA.set(isa)
-            for V in [32, 40, 7] {
-                // 20 rows: at V = 32 the first 16 go through the block path.
+            for V in [32, 40, 7, 5000] {
+                // 20 rows: at V = 32 the first 16 go through the block path; V = 5000 is chunked.
                 let rows = 20
                 var z = (0..<(rows * V)).map { Float(($0 * 37) % 11) * 0.25 - 1 }
                 z[1] = -.infinity; z[V - 1] = -.infinity   // row 0: two masked classes
+                if V > 512 { for c in 256..<512 { z[c] = -.infinity } }  // and a whole chunk of them
                 z[V + 3] = .nan                           // row 1: a NaN
                 let logits = try Tensor(shape: [rows, V], values: z), grad = try Tensor(shape: [rows, V])
                 let loss = try CrossEntropy.compute(logits: logits, targets: [0, 0] + (2..<rows).map { Int32($0 % V) }, gradient: grad)
                 let g = grad.toArray()
                 XCTAssertTrue(loss.meanLoss.isNaN && loss.losses[1].isNaN && loss.losses[0].isFinite, "\(isa) V=\(V): a NaN logit makes its row NaN")
                 XCTAssertTrue(g[0..<V].allSatisfy(\.isFinite) && abs(g[1]) < 1e-30 && abs(g[V - 1]) < 1e-30, "\(isa) V=\(V): row 0 \(Array(g[0..<V]))")
+                if V > 512 { XCTAssertTrue(g[256..<512].allSatisfy { $0 == 0 }, "\(isa): an all -inf chunk has a zero gradient") }
+                let row0 = Self.reference(z[0..<V].map(Double.init), 0)
+                XCTAssertEqual(Double(loss.losses[0]), row0.loss, accuracy: 1e-5 * (1 + row0.loss), "\(isa) V=\(V): row 0's loss")
                 XCTAssertTrue(g[V..<(2 * V)].allSatisfy(\.isNaN), "\(isa) V=\(V): row 1 must be NaN")
                 XCTAssertTrue(g[(2 * V)...].allSatisfy(\.isFinite), "\(isa) V=\(V): rows 2...")
                 XCTAssertTrue((2..<rows).allSatisfy { loss.losses[$0].isFinite }, "\(isa) V=\(V): rows 2... finite")

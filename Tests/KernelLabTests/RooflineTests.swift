@@ -591,7 +591,7 @@ final class RooflineTests: TemporaryDirectoryTestCase {
                        .invalidArgument(argument: "cases[0].kernel", reason: "is required: one of attention, scan, layer (in 't.json')"))
         // Layer kernels: the op, its size, and only the implementations and passes it has.
         XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "swish", "rows": 2, "dim": 4}]}"#),
-                       .invalidArgument(argument: "cases[0].op", reason: "unknown layer op 'swish'; expected one of silu, gelu_tanh, softplus, layer_norm, rms_norm, cross_entropy, sum_of_squares, adamw (in 't.json')"))
+                       .invalidArgument(argument: "cases[0].op", reason: "unknown value 'swish'; expected one of silu, gelu_tanh, softplus, layer_norm, rms_norm, cross_entropy, sum_of_squares, adamw (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "rows": 2}]}"#),
                        .invalidArgument(argument: "cases[0].dim", reason: "is required for this kernel (in 't.json')"))
         XCTAssertEqual(error(#"{"cases": [{"kernel": "layer", "op": "silu", "impl": "both", "rows": 2, "dim": 4}]}"#),

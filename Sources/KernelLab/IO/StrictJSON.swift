@@ -176,12 +176,7 @@ struct StrictFieldReader {
                 try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state, groups: groups)
             })
         case .layer:
-            guard let name = try string("op") else {
-                throw error("op", "is required: one of \(LayerShape.Op.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            guard let op = LayerShape.Op(rawValue: name) else {
-                throw error("op", "unknown layer op '\(name)'; expected one of \(LayerShape.Op.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
+            let op: LayerShape.Op = try choice("op")
             let rows = try required("rows"), dim = try required("dim")
             return .layer(try shape { try LayerShape(op: op, rows: rows, dim: dim) })
         }

@@ -70,18 +70,22 @@ public enum GradientNorm {
     /// `sqrt(sum of g^2)` over every element of every tensor, accumulated in
     /// double (`kl_sum_squares` per tensor).
     public static func global(_ tensors: [Tensor], pool: ThreadPool? = nil) throws -> Double {
-        try ISA.initialize()
         let pool = try pool ?? ThreadPool(threads: 1)
         var total = 0.0
-        for tensor in tensors {
-            var sum = 0.0
-            let status = withExtendedLifetime(tensor) {
-                pool.withUnsafePool { kl_sum_squares(tensor.count, tensor.storage.base, &sum, $0) }
-            }
-            try check(status, "kl_sum_squares")
-            total += sum
-        }
+        for tensor in tensors { total += try sumOfSquares(tensor, pool: pool) }
         return total.squareRoot()
+    }
+
+    /// The sum of squares of one tensor's elements, in double (`kl_sum_squares`).
+    public static func sumOfSquares(_ tensor: Tensor, pool: ThreadPool? = nil) throws -> Double {
+        try ISA.initialize()
+        let pool = try pool ?? ThreadPool(threads: 1)
+        var sum = 0.0
+        let status = withExtendedLifetime(tensor) {
+            pool.withUnsafePool { kl_sum_squares(tensor.count, tensor.storage.base, &sum, $0) }
+        }
+        try check(status, "kl_sum_squares")
+        return sum
     }
 
     /// FLOPs and bytes of the sum of squares over `count` elements (`kl_sum_squares_cost`).

@@ -58,8 +58,8 @@ public struct LayerShape: Sendable, Equatable, CustomStringConvertible {
         guard dim >= 1, dim <= Int(Int32.max) else {
             throw KernelLabError.invalidArgument(argument: "dim", reason: "must be in 1...\(Int32.max), got \(dim)")
         }
-        guard rows.multipliedReportingOverflow(by: dim).overflow == false, rows * dim <= Int(Int32.max) * 64 else {
-            throw KernelLabError.invalidArgument(argument: "rows", reason: "rows x dim = \(rows) x \(dim) is too large")
+        guard !rows.multipliedReportingOverflow(by: dim).overflow else {
+            throw KernelLabError.invalidArgument(argument: "rows", reason: "rows x dim = \(rows) x \(dim) overflows")
         }
         self.op = op
         self.rows = rows
@@ -75,7 +75,8 @@ public struct LayerShape: Sendable, Equatable, CustomStringConvertible {
 
 /// A layer kernel at one size, described once (`KernelProblem`): inputs
 /// uniform in [-1, 1] (seeds seed, +1, ...; AdamW's second moment in [0, 1]),
-/// targets `i * 7 mod V` and no mask for the cross-entropy, AdamW at step 10
+/// targets `i * 7 mod V` and no mask for the cross-entropy (the kernel and
+/// the mean of its losses), AdamW at step 10
 /// with weight decay (every call the same step, so each call moves the same
 /// bytes). `kernel-lab bench --suite layers`, the roofline runner and
 /// `kernel-lab layers` time it; the tests check it against float64 and
@@ -183,8 +184,7 @@ struct LayerProblem: KernelProblem {
         case .crossEntropy:
             try CrossEntropy.compute(logits: x, targets: targets, gradient: gradientTensors["x"], into: tensor("losses"), pool: pool)
         case .sumOfSquares:
-            let norm = try GradientNorm.global([x], pool: pool)
-            tensor("sum")[0] = Float(norm * norm)
+            tensor("sum")[0] = Float(try GradientNorm.sumOfSquares(x, pool: pool))
         case .adamw:
             try Self.adamw.step(parameters: x, gradients: tensor("g"), m: tensor("m"), v: tensor("v"), step: Self.adamwStep,
                                 impl: impl, pool: pool)
@@ -193,9 +193,11 @@ struct LayerProblem: KernelProblem {
 
     func backward(impl: KernelImpl, pool: ThreadPool, workspace: Workspace) throws {
         try checkImpl(impl)
-        guard passes.contains(.backward), let dx = gradientTensors["x"], let dy = tensors["dy"] else {
-            throw KernelLabError.invalidArgument(argument: "pass", reason: "\(shape.op.rawValue) has no separate backward here"
-                                                 + (passes.contains(.backward) ? " (the description was made without gradients)" : ""))
+        guard passes.contains(.backward) else {
+            throw KernelLabError.invalidArgument(argument: "pass", reason: "\(shape.op.rawValue) has no backward pass")
+        }
+        guard let dx = gradientTensors["x"], let dy = tensors["dy"] else {
+            throw KernelLabError.invalidArgument(argument: "backward", reason: "this \(shape.op.rawValue) description was made without gradients")
         }
         switch shape.op {
         case .silu, .geluTanh, .softplus:

@@ -170,7 +170,8 @@ public struct RooflineChart: Sendable {
         var counts: [RooflineKernel: Int] = [:]
         for point in points where codes[point.caseIndex] == nil {
             counts[point.kernel, default: 0] += 1
-            codes[point.caseIndex] = (point.kernel == .attention ? "A" : "S") + String(counts[point.kernel]!)
+            let prefix = switch point.kernel { case .attention: "A"; case .scan: "S"; case .layer: "L" }
+            codes[point.caseIndex] = prefix + String(counts[point.kernel]!)
         }
         return codes
     }
@@ -516,9 +517,13 @@ public struct RooflineChart: Sendable {
                              ("data-speedup", number(pair.speedup))])
     }
 
-    /// A diamond of half-diagonal `r` around (x, y): the layer kernels' marker.
-    private func diamond(_ x: Double, _ y: Double, _ r: Double) -> String {
-        [(x, y - r), (x + r, y), (x, y + r), (x - r, y)].map { "\(fmt($0.0)),\(fmt($0.1))" }.joined(separator: " ")
+    /// A hexagon of radius `r` around (x, y): the layer kernels' marker (the
+    /// peers have the diamond and the triangle).
+    private func hexagon(_ x: Double, _ y: Double, _ r: Double) -> String {
+        (0..<6).map { k -> String in
+            let angle = Double(k) * Double.pi / 3
+            return "\(fmt(x + r * cos(angle))),\(fmt(y + r * sin(angle)))"
+        }.joined(separator: " ")
     }
 
     private func pointMarker(_ svg: inout SVGWriter, _ point: RooflinePoint, x: Double, y: Double) {
@@ -538,7 +543,7 @@ public struct RooflineChart: Sendable {
             svg.element("rect", [("x", fmt(x - 5.5)), ("y", fmt(y - 5.5)), ("width", "11"), ("height", "11"),
                                  ("fill", fill), ("stroke", color), ("stroke-width", "2")])
         case .layer:
-            svg.element("polygon", [("points", diamond(x, y, 7)), ("fill", fill), ("stroke", color), ("stroke-width", "2")])
+            svg.element("polygon", [("points", hexagon(x, y, 7)), ("fill", fill), ("stroke", color), ("stroke-width", "2")])
         }
         svg.close("g")
     }
@@ -683,7 +688,7 @@ public struct RooflineChart: Sendable {
                 svg.element("rect", [("x", fmt(x + 5.5)), ("y", fmt(y - 5.5)), ("width", "11"), ("height", "11"),
                                      ("fill", color), ("stroke", color), ("stroke-width", "2")])
             case .layer:
-                svg.element("polygon", [("points", diamond(x + 11, y, 7)), ("fill", color), ("stroke", color), ("stroke-width", "2")])
+                svg.element("polygon", [("points", hexagon(x + 11, y, 7)), ("fill", color), ("stroke", color), ("stroke-width", "2")])
             }
             line("\(kernel.rawValue) \(pass.rawValue)")
         }

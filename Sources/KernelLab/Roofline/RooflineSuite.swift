@@ -225,21 +225,30 @@ public struct RooflineCase: Sendable, Equatable {
     /// gain cannot tell a vector path from a scalar one there.
     public var minVectorGain: Double?
 
-    /// Creates a case; `label` defaults to a description of the shape.
-    public init(shape: Shape, impls: [KernelImpl] = [.unfused, .fused], passes: [KernelPass] = [.forward],
+    /// A case's vector-gain floor: the kernel's default, none, or a stated one.
+    public enum VectorGainFloor: Sendable, Equatable {
+        /// `BenchFloorCheck.defaultVectorGainFloor` for attention and the scan, none for a layer.
+        case kernelDefault
+        case none
+        case atLeast(Double)
+    }
+
+    /// Creates a case; `impls` defaults to every implementation the kernel has
+    /// (those it lacks are dropped) and `label` to a description of the shape.
+    public init(shape: Shape, impls: [KernelImpl]? = nil, passes: [KernelPass] = [.forward],
                 label: String? = nil, warmup: Int? = nil, repeats: Int? = nil,
                 thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double] = [:],
-                minVectorGain: Double?? = nil) {
+                minVectorGain: VectorGainFloor = .kernelDefault) {
         self.thresholds = thresholds
         self.minSpeedup = minSpeedup
-        if case let .some(floor) = minVectorGain {
-            self.minVectorGain = floor
-        } else {
-            self.minVectorGain = shape.kernel == .layer ? nil : BenchFloorCheck.defaultVectorGainFloor
+        switch minVectorGain {
+        case .kernelDefault: self.minVectorGain = shape.kernel == .layer ? nil : BenchFloorCheck.defaultVectorGainFloor
+        case .none: self.minVectorGain = nil
+        case .atLeast(let floor): self.minVectorGain = floor
         }
         self.shape = shape
-        self.impls = impls
-        self.passes = passes
+        self.impls = (impls ?? shape.impls).filter { shape.impls.contains($0) }
+        self.passes = passes.filter { shape.passes.contains($0) }
         self.label = label ?? RooflineCase.defaultLabel(shape)
         self.warmup = warmup
         self.repeats = repeats
@@ -322,7 +331,7 @@ public struct RooflineCase: Sendable, Equatable {
             throw reader.error("min_speedup", "needs \"impl\": \"both\" (a speedup is the fused run over its unfused twin)")
         }
         self.init(shape: shape, impls: impls, passes: passes, label: label, warmup: warmup, repeats: repeats,
-                  thresholds: thresholds, minSpeedup: minSpeedup, minVectorGain: minVectorGain.map { .some($0) } ?? .none)
+                  thresholds: thresholds, minSpeedup: minSpeedup, minVectorGain: minVectorGain.map { .atLeast($0) } ?? .kernelDefault)
     }
 }
 
