@@ -128,14 +128,16 @@ report: roofline-report attention-report scan-report layers
 	@echo
 	@echo "roofline report: $(REPORTS)/roofline/roofline.html (also .md .svg .json .csv)"
 	@echo "tables:          $(REPORTS)/attention.md $(REPORTS)/scan.md"
-	@echo "layer kernels:   $(REPORTS)/layers/layers.md, layers-roofline.svg"
+	@echo "layer kernels:   $(REPORTS)/layers/layers.md, layers-roofline.svg, roofline/roofline.html"
 	@cat $(REPORTS)/roofline/summary.txt
 
 # The memory-bound layer kernels past the caches, on 1 thread: GB/s against
 # the DRAM triad and their place on the roofline (README: "Measured: the layer
-# kernels against the DRAM triad").
+# kernels against the DRAM triad"); then the layers suite as a roofline report
+# of its own (each kernel's bound and fraction of it, beside the DRAM and L3 roofs).
 layers: release
 	@$(BIN_RELEASE) layers --threads 1 --out $(REPORTS)/layers
+	@$(BIN_RELEASE) roofline --suite layers --threads 1 --out $(REPORTS)/layers/roofline
 
 roofline-report: release
 	@mkdir -p $(REPORTS)/roofline
