@@ -124,9 +124,10 @@ final class CrossEntropyTests: XCTestCase {
         XCTAssertEqual(cost.minBytes, 4 * 320 * 2 + 120)
     }
 
-    /// -inf logits (a masked vocabulary) get a zero gradient (below 1e-30: the vector
-    /// exp clamps its input near -87, giving a denormal, not 0); a NaN
-    /// logit makes its row's loss and gradient NaN (the max's lane reduction keeps it).
+    /// -inf logits (a masked vocabulary) get a zero gradient (below 1e-30: without
+    /// AVX-512's vscalefps the vector exp clamps its input at 2^-126, not 0); a NaN
+    /// logit makes its row's loss and gradient NaN (on the row path the max keeps it;
+    /// on the 16-row block path its exp is NaN, which makes the row's sum NaN).
     func testInfiniteAndNaNLogitsOnEveryISA() throws {
         let original = try ISA.active
         defer { try? ISA.set(original) }

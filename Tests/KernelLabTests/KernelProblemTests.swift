@@ -253,10 +253,14 @@ final class KernelProblemTests: XCTestCase {
                 for pass in c.shape.passes {
                     let cost = try problem.cost(impl: impl, pass: pass)
                     XCTAssertGreaterThan(cost.dramBytes, 0, "\(c.description) \(impl) \(pass)")
-                    // Of the layers only the norms' backward needs a workspace (per-thread weight-gradient partials).
+                    // Of the layers only the norms' backward needs a workspace (per-thread weight-gradient
+                    // partials); attention and the scan need one for every implementation and pass (tiles,
+                    // the unfused materialized tensors).
+                    let bytes = try problem.workspaceBytes(impl: impl, pass: pass, threads: 2)
                     if case let .layer(shape) = c.shape {
-                        let bytes = try problem.workspaceBytes(impl: impl, pass: pass, threads: 2)
                         XCTAssertEqual(bytes > 0, shape.op.normalization != nil && pass == .backward, "\(c.description) \(pass)")
+                    } else {
+                        XCTAssertGreaterThan(bytes, 0, "\(c.description) \(impl) \(pass)")
                     }
                 }
             }

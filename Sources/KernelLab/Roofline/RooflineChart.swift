@@ -9,10 +9,10 @@ import Foundation
 /// at their ridge with the DRAM roof; memory roofs (L1, L2, L3, DRAM) are
 /// diagonals that end at their ridge with the compute roof of the ISA in
 /// use; horizontal roofs are labelled in the right margin, diagonals along
-/// their line. Each point is a marker (circle: attention, square: scan;
-/// filled: fused, hollow: unfused; colour: kernel and pass) with a label
-/// naming its shape, placed where it overlaps least; when the labels cannot
-/// be placed apart, short case codes (A1, S2, ...) replace them and a key
+/// their line. Each point is a marker (circle: attention, square: scan,
+/// hexagon: a layer kernel; filled: fused, hollow: unfused; colour: kernel
+/// and pass) with a label naming its shape, placed where it overlaps least;
+/// when the labels cannot be placed apart, short case codes (A1, S2, L3, ...) replace them and a key
 /// is added below the legend. An arrow leads from each unfused point to its
 /// fused twin. Peers (measurements from outside the lab, e.g. PyTorch's)
 /// are points of their own: diamonds (attention) and triangles (scan) in
@@ -164,7 +164,7 @@ public struct RooflineChart: Sendable {
         return label
     }
 
-    /// "A1", "A2", ... for attention cases and "S1", ... for scan cases, by case index.
+    /// "A1", "A2", ... for attention cases, "S1", ... for scan cases and "L1", ... for layer cases, by case index.
     static func caseCodes(_ points: [RooflinePoint]) -> [Int: String] {
         var codes: [Int: String] = [:]
         var counts: [RooflineKernel: Int] = [:]

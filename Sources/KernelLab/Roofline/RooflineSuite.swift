@@ -247,8 +247,11 @@ public struct RooflineCase: Sendable, Equatable {
         case .atLeast(let floor): self.minVectorGain = floor
         }
         self.shape = shape
-        self.impls = (impls ?? shape.impls).filter { shape.impls.contains($0) }
-        self.passes = passes.filter { shape.passes.contains($0) }
+        // Implementations and passes the kernel lacks are dropped (the JSON reader rejects them by name
+        // first); a case left with none takes the kernel's own.
+        let kept = (impls ?? shape.impls).filter { shape.impls.contains($0) }, keptPasses = passes.filter { shape.passes.contains($0) }
+        self.impls = kept.isEmpty ? shape.impls : kept
+        self.passes = keptPasses.isEmpty ? [.forward] : keptPasses
         self.label = label ?? RooflineCase.defaultLabel(shape)
         self.warmup = warmup
         self.repeats = repeats
