@@ -51,12 +51,11 @@ public struct AttentionBenchmark: Sendable {
         try validateBenchmarkSettings(impls: impls, passes: passes, warmup: warmup, repeats: repeats)
         let pool = try ThreadPool(threads: threads)
         let isa = try ISA.active
-        let options = AttentionOptions(causal: causal)
-
-        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
-            try Attention.workspaceBytes(shape: shape, options: options, impl: impl, pass: pass, threads: threads)
-        })
+        // The op's one description gives the inputs, the timing, the cost and the workspace.
         let problem = try AttentionProblem(shape: shape, causal: causal, seed: seed, backward: passes.contains(.backward))
+        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
+            try problem.workspaceBytes(impl: impl, pass: pass, threads: threads)
+        })
 
         let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
@@ -66,14 +65,13 @@ public struct AttentionBenchmark: Sendable {
                 progress?("attention \(impl.rawValue) \(pass.rawValue) \(shape)\(causal ? " causal" : ""), \(threads) thread(s)")
                 let samples = try problem.time(impl: impl, pass: pass, warmup: warmup, repeats: repeats, pool: pool,
                                                workspace: workspace)
-                let cost = try Attention.cost(shape: shape, options: options, impl: impl, pass: pass)
+                let cost = try problem.cost(impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
                 results.append(AttentionBenchmarkResult(
                     impl: impl, pass: pass, threads: threads, isa: isa, shape: shape, causal: causal,
                     samples: samples, flops: cost.flops, gflops: gflops,
                     fractionOfSgemm: sgemm.fraction(of: gflops),
-                    peakExtraBytes: try Attention.workspaceBytes(
-                        shape: shape, options: options, impl: impl, pass: pass, threads: threads)))
+                    peakExtraBytes: try problem.workspaceBytes(impl: impl, pass: pass, threads: threads)))
             }
         }
         return AttentionBenchmarkReport(results: results, sgemm: sgemm)

@@ -58,10 +58,11 @@ public struct ScanBenchmark: Sendable {
         let pool = try ThreadPool(threads: threads)
         let isa = try ISA.active
 
-        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
-            try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
-        })
+        // The op's one description gives the inputs, the timing, the cost and the workspace.
         let problem = try ScanProblem(shape: shape, seed: seed, backward: passes.contains(.backward))
+        let workspace = try Workspace(bytes: try largestWorkspace(impls: impls, passes: passes) { impl, pass in
+            try problem.workspaceBytes(impl: impl, pass: pass, threads: threads)
+        })
 
         let sgemm = try referenceSgemm(n: sgemmSize, threads: threads, warmup: warmup, repeats: repeats, progress: progress)
 
@@ -72,9 +73,9 @@ public struct ScanBenchmark: Sendable {
                 let savedBytes = pass == .backward ? (problem.savedStates(for: impl)?.count ?? 0) * MemoryLayout<Float>.stride : 0
                 let samples = try problem.time(impl: impl, pass: pass, warmup: warmup, repeats: repeats, pool: pool,
                                                workspace: workspace)
-                let cost = try Scan.cost(shape: shape, impl: impl, pass: pass)
+                let cost = try problem.cost(impl: impl, pass: pass)
                 let gflops = gigaflopsPerSecond(flops: cost.flops, seconds: samples.median)
-                let workspaceBytes = try Scan.workspaceBytes(shape: shape, impl: impl, pass: pass, threads: threads)
+                let workspaceBytes = try problem.workspaceBytes(impl: impl, pass: pass, threads: threads)
                 results.append(ScanBenchmarkResult(
                     impl: impl, pass: pass, threads: threads, isa: isa, shape: shape,
                     samples: samples, flops: cost.flops, gflops: gflops,
