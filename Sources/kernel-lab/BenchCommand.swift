@@ -116,17 +116,6 @@ struct BenchCommand: ParsableCommand {
                           uniquingKeysWith: { first, _ in first })
     }
 
-    /// Each fused run's vector-gain floor (its case's `min_vector_gain`), by bench case id.
-    private func vectorGainFloors(_ suite: RooflineSuite, run: BenchRun) -> [String: Double] {
-        var floors: [String: Double] = [:]
-        for result in run.cases where result.impl == .fused {
-            if let item = suite.cases.first(where: { $0.label == result.label }), let floor = item.minVectorGain {
-                floors[result.id] = floor
-            }
-        }
-        return floors
-    }
-
     private func bench() throws -> BenchExitCode {
         if let isa { try ISA.set(isa) }
         let progress = terminalProgress()
@@ -185,9 +174,7 @@ struct BenchCommand: ParsableCommand {
         }
         // The vector gain: each fused run once more on the scalar path.
         let scalarSeconds = floors && hardwareISA != .scalar ? try scalarMedians(suite, threads: threads, progress: progress) : [:]
-        let gainFloors = vectorGainFloors(suite, run: run)
-        var floorCheck = floors
-            ? BenchFloorCheck(run: run, isa: hardwareISA, scalarSeconds: scalarSeconds, vectorGainFloors: gainFloors) : nil
+        var floorCheck = floors ? BenchFloorCheck(run: run, isa: hardwareISA, scalarSeconds: scalarSeconds) : nil
         let failedIDs = Set((comparison?.regressed == true ? comparison!.regressedIDs : []) + (floorCheck?.regressedIDs ?? []))
         if confirm, !failedIDs.isEmpty {
             // Re-measure whole cases (both twins of a speedup) that regressed.
@@ -203,8 +190,7 @@ struct BenchCommand: ParsableCommand {
                                                           thresholds: thresholds, mode: compare))
             }
             let scalarAgain = floors && hardwareISA != .scalar ? try scalarMedians(again, threads: threads, progress: progress) : [:]
-            floorCheck?.confirm(with: BenchFloorCheck(run: rerun, isa: hardwareISA, scalarSeconds: scalarAgain,
-                                                      vectorGainFloors: gainFloors))
+            floorCheck?.confirm(with: BenchFloorCheck(run: rerun, isa: hardwareISA, scalarSeconds: scalarAgain))
         }
 
         if let saveBaseline {

@@ -323,8 +323,9 @@ final class BenchTests: TemporaryDirectoryTestCase {
         XCTAssertEqual(gains.rows.map(\.verdict), [.ok, .regression])
         XCTAssertEqual(gains.rows[1].value, 1.1, accuracy: 1e-12)
         // A case's own floor (min_vector_gain) replaces the default: 1.1x passes a 1.05x floor.
-        let own = BenchFloorCheck(run: run, isa: .scalar, scalarSeconds: ["k forward fused": 4.0, "k backward fused": 1.1],
-                                  vectorGainFloors: ["k backward fused": 1.05])
+        var ownFloor = run
+        ownFloor.cases[1].minVectorGain = 1.05
+        let own = BenchFloorCheck(run: ownFloor, isa: .scalar, scalarSeconds: ["k forward fused": 4.0, "k backward fused": 1.1])
         XCTAssertEqual(own.rows.map(\.floor), [BenchFloorCheck.defaultVectorGainFloor, 1.05])
         XCTAssertFalse(own.regressed)
         // --confirm: a failure the re-measurement does not repeat is ok (re-measured).

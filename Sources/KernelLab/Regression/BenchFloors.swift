@@ -59,10 +59,9 @@ public struct BenchFloorCheck: Codable, Sendable, Equatable {
 
     /// Checks `run`: every fused run with a twin and a floor for `isa`, and,
     /// when `scalarSeconds` is given (median seconds of the scalar path by
-    /// case id), every such fused run's vector gain against its floor in
-    /// `vectorGainFloors` (by case id), else `vectorGainFloor`.
+    /// case id), every such fused run's vector gain against its own floor
+    /// (`minVectorGain`), else `vectorGainFloor`.
     public init(run: BenchRun, isa: ISA, scalarSeconds: [String: Double] = [:],
-                vectorGainFloors: [String: Double] = [:],
                 vectorGainFloor: Double = BenchFloorCheck.defaultVectorGainFloor) {
         self.isa = isa
         var rows: [Row] = []
@@ -74,7 +73,7 @@ public struct BenchFloorCheck: Codable, Sendable, Equatable {
         }
         for result in run.cases where result.impl == .fused {
             guard let scalar = scalarSeconds[result.id], result.median > 0 else { continue }
-            let gain = scalar / result.median, floor = vectorGainFloors[result.id] ?? vectorGainFloor
+            let gain = scalar / result.median, floor = result.minVectorGain ?? vectorGainFloor
             rows.append(Row(id: result.id, kind: .vectorGain, floor: floor, value: gain,
                             verdict: gain < floor ? .regression : .ok))
         }

@@ -118,12 +118,17 @@ public struct BenchCaseResult: Codable, Sendable, Equatable {
     /// The case's speedup floors by ISA name (`min_speedup`), for a fused
     /// run with a twin; nil when the case states none.
     public var minSpeedup: [String: Double]?
+    /// The fused run's vector-gain floor (`min_vector_gain`), nil when its case
+    /// states none or the run is unfused.
+    public var minVectorGain: Double?
 
     /// Creates a result.
     public init(id: String, label: String, pass: KernelPass, impl: KernelImpl, samples: [Double], flops: Double,
                 dramBytes: Double, boundGflops: Double? = nil, unfusedSamples: [Double]? = nil,
-                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double]? = nil) {
+                thresholds: BenchThresholds = BenchThresholds(), minSpeedup: [String: Double]? = nil,
+                minVectorGain: Double? = nil) {
         self.minSpeedup = minSpeedup
+        self.minVectorGain = minVectorGain
         self.id = id
         self.label = label
         self.pass = pass
@@ -175,6 +180,7 @@ public struct BenchCaseResult: Codable, Sendable, Equatable {
         case boundGflops = "bound_gflops"
         case unfusedSamples = "unfused_samples"
         case minSpeedup = "min_speedup"
+        case minVectorGain = "min_vector_gain"
     }
 }
 
@@ -240,7 +246,8 @@ public struct BenchRun: Codable, Sendable, Equatable {
                 pass: run.pass, impl: run.impl, samples: measurement.samples.seconds,
                 flops: measurement.cost.flops, dramBytes: measurement.cost.dramBytes,
                 boundGflops: bound, unfusedSamples: unfused, thresholds: run.case.thresholds,
-                minSpeedup: unfused != nil && !run.case.minSpeedup.isEmpty ? run.case.minSpeedup : nil))
+                minSpeedup: unfused != nil && !run.case.minSpeedup.isEmpty ? run.case.minSpeedup : nil,
+                minVectorGain: run.impl == .fused ? run.case.minVectorGain : nil))
         }
         self.init(suite: suite.name, machine: machine, gitCommit: gitCommit, date: date, cases: results)
     }
