@@ -124,7 +124,7 @@ struct LayerProblem: KernelProblem {
             t["losses"] = try Tensor(shape: [rows])
             // The gradient of the mean loss: every row's loss weighs 1 / rows.
             t["dlosses"] = try Tensor(shape: [rows], values: [Float](repeating: 1 / Float(rows), count: rows))
-            g["x"] = try Tensor(shape: [rows, dim])
+            g["logits"] = try Tensor(shape: [rows, dim])
         case .sumOfSquares:
             t["sum"] = try Tensor(shape: [1])
         case .adamw:
@@ -134,13 +134,13 @@ struct LayerProblem: KernelProblem {
         }
         tensors = t
         gradientTensors = g
-        targets = shape.op == .crossEntropy ? (0..<rows).map { Int32($0 * 7 % dim) } : []
+        targets = shape.op == .crossEntropy ? (0..<rows).map { Int32(Self.crossEntropyTarget(row: $0, vocabulary: dim)) } : []
     }
 
     private func tensor(_ name: String) -> Tensor { tensors[name]! }
 
-    /// The cross-entropy's targets (one per row).
-    var crossEntropyTargets: [Int32] { targets }
+    /// The cross-entropy's target of `row` over a vocabulary of `vocabulary` (the tests' reference reads it too).
+    static func crossEntropyTarget(row: Int, vocabulary: Int) -> Int { row * 7 % vocabulary }
 
     var impls: [KernelImpl] { shape.op.impls }
     var passes: [KernelPass] { shape.op.passes }
@@ -167,10 +167,7 @@ struct LayerProblem: KernelProblem {
     }
 
     var gradients: [(name: String, input: Tensor, gradient: Tensor)] {
-        inputs.compactMap { input in
-            let key = input.name == "logits" ? "x" : input.name
-            return gradientTensors[key].map { (input.name, input.tensor, $0) }
-        }
+        inputs.compactMap { input in gradientTensors[input.name].map { (input.name, input.tensor, $0) } }
     }
 
     func forward(impl: KernelImpl, forBackward: Bool, pool: ThreadPool, workspace: Workspace) throws {
@@ -182,7 +179,7 @@ struct LayerProblem: KernelProblem {
             try shape.op.normalization!.forward(x, weight: tensor("weight"), bias: tensors["bias"], into: tensor("y"),
                                                 mean: tensors["mean"], rstd: tensor("rstd"), pool: pool)
         case .crossEntropy:
-            try CrossEntropy.compute(logits: x, targets: targets, gradient: gradientTensors["x"], into: tensor("losses"), pool: pool)
+            try CrossEntropy.compute(logits: x, targets: targets, gradient: gradientTensors["logits"], into: tensor("losses"), pool: pool)
         case .sumOfSquares:
             tensor("sum")[0] = Float(try GradientNorm.sumOfSquares(x, pool: pool))
         case .adamw:

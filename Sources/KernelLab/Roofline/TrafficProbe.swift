@@ -98,10 +98,12 @@ public struct TrafficProbe: Sendable {
     public func run(threads: Int = 1) throws -> KernelCost {
         let pool = try ThreadPool(threads: threads)
         let llc = max(Int(kl_cache_bytes(3)), 8 << 20)
-        switch kernel {
-        case .attention: try runAttention(pool: pool, llc: llc)
-        case .scan: try runScan(pool: pool, llc: llc)
+        // The op's one description, as the benchmarks and the roofline time it.
+        let problem: any KernelProblem = switch kernel {
+        case .attention: try AttentionProblem(shape: try attentionShape(), causal: causal, seed: 1, backward: pass == .backward)
+        case .scan: try ScanProblem(shape: try scanShape(), seed: 1, backward: pass == .backward)
         }
+        try run(problem, pool: pool, llc: llc)
         return try cost()
     }
 
@@ -113,17 +115,7 @@ public struct TrafficProbe: Sendable {
         try ScanShape(batch: batch, channels: channels, seqLen: seq, state: state)
     }
 
-    // The op's one description, as the benchmarks and the roofline time it.
-    private func runAttention(pool: ThreadPool, llc: Int) throws {
-        try run(AttentionProblem(shape: try attentionShape(), causal: causal, seed: 1, backward: pass == .backward),
-                pool: pool, llc: llc)
-    }
-
-    private func runScan(pool: ThreadPool, llc: Int) throws {
-        try run(ScanProblem(shape: try scanShape(), seed: 1, backward: pass == .backward), pool: pool, llc: llc)
-    }
-
-    private func run(_ problem: some KernelProblem, pool: ThreadPool, llc: Int) throws {
+    private func run(_ problem: any KernelProblem, pool: ThreadPool, llc: Int) throws {
         let workspace = try Workspace(bytes: problem.workspaceBytes(impl: impl, pass: pass, threads: pool.threads))
         switch pass {
         case .forward:
